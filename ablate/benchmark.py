@@ -1,0 +1,109 @@
+"""Intervention benchmarks: measured ratios, side by side in one process (no wall-clock asserts).
+
+Run with ``ablate bench interventions`` or ``python benchmarks/bench_interventions.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+
+from ablate.heads import HeadSet
+from ablate.interventions import ZeroAblate, run_conditions
+from ablate.model import ModelHandle, prepare_inputs
+
+
+def bench_model(seed: int = 0, d_model: int = 256, n_layers: int = 8, n_heads: int = 8,
+                vocab: int = 8192) -> ModelHandle:
+    """A ~10M-parameter random Llama (GQA off) with a word-level tokenizer of ``vocab`` tokens."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ablate.testing import tiny_tokenizer
+
+    tok = tiny_tokenizer(extra_size=vocab - len(tiny_tokenizer()))
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=d_model, intermediate_size=int(2.75 * d_model),
+                      num_hidden_layers=n_layers, num_attention_heads=n_heads, num_key_value_heads=n_heads,
+                      max_position_embeddings=256, tie_word_embeddings=False)
+    cfg._attn_implementation = "eager"
+    return ModelHandle.from_hf(LlamaForCausalLM(cfg).eval(), tok, locator="bench-llama-10M")
+
+
+def _time(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def run(threads: int = 2, batch: int = 32, seq: int = 128, repeats: int = 3, sweep_rows: int = 4,
+        print_fn: Callable[[str], None] = print) -> dict:
+    """Measure (a) overhead of one condition, (b) K=16 batched conditions, (c) all-heads sweep."""
+    torch.set_num_threads(threads)
+    h = bench_model()
+    n_params = sum(p.numel() for p in h.hf.parameters())
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(4, h.adapter.vocab_size, (batch, seq), generator=g)
+    b = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    plain_in = prepare_inputs(b)
+
+    def plain(inp=plain_in):
+        with torch.inference_mode():
+            return h.hf(**inp).logits
+
+    res: dict = {"params": n_params, "threads": threads, "batch": batch, "seq": seq}
+    print_fn(f"model: random Llama, {n_params / 1e6:.1f}M parameters, {h.n_layers} layers x {h.n_heads} heads; "
+             f"batch {batch} x {seq} tokens; {threads} threads; best of {repeats}")
+
+    # (a) one ablation condition vs the plain HF forward
+    one = ZeroAblate(HeadSet.parse("L3H2,L5H1"))
+    t_plain = _time(plain, repeats)
+    t_one = _time(lambda: run_conditions(h, b, [one]), repeats)
+    res["a_plain_s"], res["a_toolkit_s"], res["a_overhead"] = t_plain, t_one, t_one / t_plain - 1
+    print_fn(f"(a) one condition: toolkit {t_one:.3f}s vs plain HF {t_plain:.3f}s -> overhead {100 * (t_one / t_plain - 1):+.1f}% (target <= 10%)")
+
+    # (b) K = 16 conditions, each on a block of batch/16 rows, in one pass vs 16 plain forwards of a block
+    K = 16
+    rows = max(1, batch // K)
+    bb = {k: v[:rows] for k, v in b.items()}
+    rng = torch.Generator().manual_seed(1)
+    conds = []
+    for _ in range(K):
+        heads = [(int(l), int(hh)) for l, hh in zip(torch.randint(0, h.n_layers, (3,), generator=rng),
+                                                     torch.randint(0, h.n_heads, (3,), generator=rng))]
+        conds.append(ZeroAblate(HeadSet(heads)))
+    block_in = prepare_inputs(bb)
+    t_block = _time(lambda: plain(block_in), repeats)
+    t_k = _time(lambda: run_conditions(h, bb, conds), repeats)
+    res["b_batched_s"], res["b_16x_plain_s"], res["b_ratio"] = t_k, K * t_block, t_k / (K * t_block)
+    print_fn(f"(b) K=16 batched conditions ({rows} rows each): {t_k:.3f}s vs 16 x plain forward of one block "
+             f"{K * t_block:.3f}s -> ratio {t_k / (K * t_block):.2f}x (target <= 1.15x)")
+
+    # (c) all-heads zero-ablation sweep: batched vs one traced forward per head
+    heads = list(HeadSet.all_heads(h.n_layers, h.n_heads))
+    sb = {k: v[:sweep_rows] for k, v in b.items()}
+    conds = [ZeroAblate(HeadSet([hd])) for hd in heads]
+
+    def batched():
+        return run_conditions(h, sb, conds, reduce="token_loss")
+
+    def loop():
+        return [run_conditions(h, sb, [c], reduce="token_loss") for c in conds]
+
+    reps = max(1, repeats - 1)
+    t_b = _time(batched, reps)
+    t_l = _time(loop, reps)
+    same = torch.allclose(batched(), torch.cat(loop(), 0), atol=1e-4)
+    res["c_batched_s"], res["c_loop_s"], res["c_speedup"], res["c_equal"] = t_b, t_l, t_l / t_b, same
+    print_fn(f"(c) all {len(heads)} heads zero-ablated on {sweep_rows} x {seq} tokens: batched {t_b:.2f}s vs "
+             f"per-head loop {t_l:.2f}s -> speed-up {t_l / t_b:.2f}x (results equal: {same})")
+    return res
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,14 @@
+"""Benchmark the intervention engine (issue: foundation). Prints measured ratios.
+
+    python benchmarks/bench_interventions.py [--threads 2]
+"""
+import argparse
+
+from ablate.benchmark import run
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args()
+    run(threads=a.threads, repeats=a.repeats)

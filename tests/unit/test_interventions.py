@@ -1,0 +1,182 @@
+"""Interventions against independent oracles (weights edited by hand, plain HF forwards)."""
+
+import copy
+
+import pytest
+import torch
+
+from ablate.errors import HeadIndexError, InterventionError, PositionError
+from ablate.heads import HeadSet
+from ablate.interventions import (Condition, Intervention, MeanAblate, Patch, ResampleAblate,
+                                  ZeroAblate, capture_head_outputs, position_mask, run_conditions)
+from ablate.model import ModelHandle, prepare_inputs
+from ablate.testing import tiny_handle, tiny_tokenizer
+
+TEXTS = ["the cat sat on the big red house", "a dog ran over the road", "she saw a quick brown fox"]
+
+
+def _batch(h, padding_side="left"):
+    return h.encode(TEXTS, padding_side=padding_side)
+
+
+def _edited_logits(h, batch, edit):
+    """Logits of a deep copy of the model after ``edit(adapter_of_copy)`` changed its weights."""
+    m = copy.deepcopy(h.hf)
+    hh = ModelHandle.from_hf(m, h.tokenizer)
+    with torch.no_grad():
+        edit(hh.adapter)
+    return hh.forward(batch).logits
+
+
+def _zero_cols(a, layer, head):
+    w, sl, dim = a.o_proj_weight_columns(layer, head)
+    if dim == 0:
+        w[sl, :] = 0
+    else:
+        w[:, sl] = 0
+
+
+@pytest.mark.parametrize("heads", ["L0H1", "L1H0,L1H3", "L0H2,L1H1"])
+def test_zero_ablation_equals_zeroed_output_weights(handle, heads):
+    b = _batch(handle)
+    hs = HeadSet.parse(heads)
+    got = run_conditions(handle, b, [ZeroAblate(hs)])[0]
+
+    def edit(a):
+        for hd in hs:
+            _zero_cols(a, hd.layer, hd.head)
+
+    want = _edited_logits(handle, b, edit)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got, handle.forward(b).logits, atol=1e-4)
+
+
+def test_mean_ablation_equals_bias_adjustment(handle):
+    b = _batch(handle)
+    ref = handle.encode(["the dog ate a plum", "a bird saw the tree", "he ran to the car", "it was big"])
+    hs = HeadSet.parse("L0H3,L1H1")
+    got = run_conditions(handle, b, [MeanAblate(hs)], reference=ref)[0]
+    acts = capture_head_outputs(handle, ref, hs.layers())
+    m = ref["attention_mask"].bool()
+
+    def edit(a):
+        for hd in hs:
+            mu = acts[hd.layer][m][:, hd.head].mean(0)  # [dh], independent of the operator's code path
+            W_O = a.W_O(hd.layer)[hd.head].clone()  # [dh, d_model]
+            _zero_cols(a, hd.layer, hd.head)
+            a.o_proj(hd.layer).bias += mu @ W_O
+
+    want = _edited_logits(handle, b, edit)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_patching_every_head_with_itself_is_exactly_clean(handle):
+    b = _batch(handle)
+    all_heads = HeadSet.all_heads(handle.n_layers, handle.n_heads)
+    got = run_conditions(handle, b, [Patch(all_heads)], source=b)[0]
+    assert torch.equal(got, handle.forward(b).logits)
+
+
+def test_patch_from_clean_into_corrupted_moves_towards_clean(handle):
+    clean = handle.encode(["the cat sat on the big red house"])
+    corrupt = handle.encode(["the dog ran on the big red house"])
+    all_heads = HeadSet.all_heads(handle.n_layers, handle.n_heads)
+    # Patching every head at every position of the last layer's input chain: the logits after the
+    # last layer's attention change, and restoring all heads of all layers at all positions after the
+    # changed token... checks source rows really are written (not the run's own activations).
+    got = run_conditions(handle, corrupt, [None, Patch(all_heads)], source=clean)
+    assert not torch.equal(got[0], got[1])
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_condition_in_batch_equals_condition_alone(handle, padding_side):
+    b = _batch(handle, padding_side)
+    ref = handle.encode(["the dog ate a plum", "a bird saw the tree"], padding_side=padding_side)
+    conds = [
+        None,
+        ZeroAblate("L0H1,L1H2"),
+        MeanAblate("L1H0", positions="last"),
+        Condition("two", (ZeroAblate("L0H0"), MeanAblate("L1H3"))),
+        ResampleAblate("L0H2,L1H1", seed=3),
+        Patch("L1H0,L1H1", positions=(-1, -2)),
+        ZeroAblate("L0H3", positions=(2,)),
+    ]
+    kw = dict(reference=ref, source=handle.encode(TEXTS[::-1], padding_side=padding_side))
+    together = run_conditions(handle, b, conds, **kw)
+    for k, c in enumerate(conds):
+        alone = run_conditions(handle, b, [c], **kw)[0]
+        torch.testing.assert_close(together[k], alone, atol=1e-5, rtol=1e-5)
+    # chunking rows across several forward passes gives the same numbers
+    chunked = run_conditions(handle, b, conds, max_rows=4, **kw)
+    torch.testing.assert_close(chunked, together, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(together[0], handle.forward(b).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_positions_last_is_padding_aware():
+    h = tiny_handle("llama")
+    left = h.encode(TEXTS, padding_side="left")
+    right = h.encode(TEXTS, padding_side="right")
+    pl = position_mask("last", left["attention_mask"])
+    pr = position_mask("last", right["attention_mask"])
+    assert pl[:, -1].all() and pl.sum() == 3
+    lengths = right["attention_mask"].sum(1)
+    assert all(pr[i, lengths[i] - 1] for i in range(3)) and pr.sum() == 3
+    # last-position ablation is the same operation whichever side is padded
+    a = run_conditions(h, left, [ZeroAblate("L0H1,L1H1", positions="last")], reduce="last_logits")[0]
+    r = run_conditions(h, right, [ZeroAblate("L0H1,L1H1", positions="last")], reduce="last_logits")[0]
+    torch.testing.assert_close(a, r, atol=1e-5, rtol=1e-5)
+
+
+def test_last_position_ablation_only_changes_last_position(handle):
+    b = handle.encode(TEXTS[:1])
+    clean = handle.forward(b).logits
+    got = run_conditions(handle, b, [ZeroAblate("L0H0,L1H2", positions="last")])[0]
+    torch.testing.assert_close(got[:, :-1], clean[:, :-1], atol=1e-6, rtol=0)
+    assert not torch.allclose(got[:, -1], clean[:, -1], atol=1e-4)
+
+
+def test_resample_is_seeded_and_never_uses_own_row(handle):
+    b = _batch(handle, "right")
+    c1 = run_conditions(handle, b, [ResampleAblate("L1H0", seed=1)] * 2)
+    torch.testing.assert_close(c1[0], c1[1])
+    with pytest.raises(InterventionError, match=">= 2 rows"):
+        run_conditions(handle, handle.encode(TEXTS[:1]), [ResampleAblate("L1H0")])
+
+
+def test_reduce_token_loss_matches_hf_loss(handle):
+    b = handle.encode(TEXTS[:1])
+    loss = run_conditions(handle, b, [None], reduce="token_loss")[0]
+    ids = b["input_ids"]
+    with torch.no_grad():
+        ref = handle.hf(input_ids=ids, labels=ids).loss
+    torch.testing.assert_close(loss.mean(), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_serialisation_roundtrip():
+    ivs = [ZeroAblate("L1H2", positions="last"), MeanAblate("L0H0,L2H1", per_position=True),
+           ResampleAblate("L3H3", positions=(1, 2), seed=9), Patch("L0H1")]
+    for iv in ivs:
+        d = iv.to_dict()
+        assert Intervention.from_dict(d) == iv
+    assert ivs[0].to_dict() == {"kind": "zero", "heads": "L1H2", "positions": "last"}
+
+
+def test_clear_errors(handle):
+    b = _batch(handle)
+    T = b["input_ids"].shape[1]
+    with pytest.raises(HeadIndexError, match="out of range"):
+        run_conditions(handle, b, [ZeroAblate("L9H0")])
+    with pytest.raises(HeadIndexError, match="heads"):
+        run_conditions(handle, b, [ZeroAblate("L0H7")])
+    with pytest.raises(PositionError, match=f"length {T}"):
+        run_conditions(handle, b, [ZeroAblate("L0H0", positions=(T + 3,))])
+    with pytest.raises(PositionError):
+        ZeroAblate("L0H0", positions="first")
+    with pytest.raises(InterventionError, match="reference"):
+        run_conditions(handle, b, [MeanAblate("L0H0")])
+    with pytest.raises(InterventionError, match="source"):
+        run_conditions(handle, b, [Patch("L0H0")])
+    with pytest.raises(InterventionError, match="rows"):
+        run_conditions(handle, b, [Patch("L0H0")], source=handle.encode(TEXTS[:1]))
+    with pytest.raises(InterventionError, match="unknown intervention kind"):
+        Intervention.from_dict({"kind": "scramble", "heads": "L0H0"})
