@@ -1,0 +1,221 @@
+"""APA-style significance and emergence tables (CSV / Markdown / LaTeX) and the summary paragraph.
+
+APA number style: p without a leading zero and three decimals (``.006``), ``< .001`` below .001,
+``> .999`` above .999; other statistics with two decimals and a leading zero; CIs in brackets
+(``0.31 [0.12, 0.50]``). Cells that could not be computed read ``n/a`` and the row's note says why.
+LaTeX goes through :meth:`pandas.io.formats.style.Styler.to_latex` with ``hrules=True`` (booktabs
+rules: \\toprule, \\midrule, \\bottomrule; needs ``\\usepackage{booktabs}``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+NA = "n/a"
+
+
+def fmt_p(p: float) -> str:
+    """APA p-value cell: ``.006``, ``< .001``, ``> .999``; NaN -> ``n/a``."""
+    if p is None or not np.isfinite(p):
+        return NA
+    if p < 0.001:
+        return "< .001"
+    if p > 0.999:
+        return "> .999"
+    return f"{p:.3f}".lstrip("0")
+
+
+def p_phrase(p: float) -> str:
+    """APA p in running text: ``p = .006`` / ``p < .001``."""
+    s = fmt_p(p)
+    return "p " + (s if s[0] in "<>" else "= " + s) if s != NA else "p n/a"
+
+
+def fmt_num(x: float, digits: int = 2) -> str:
+    """Number with a leading zero and ``digits`` decimals; NaN -> ``n/a``."""
+    if x is None or not np.isfinite(x):
+        return NA
+    s = f"{x:.{digits}f}"
+    return "0." + "0" * digits if s in ("-0." + "0" * digits,) else s
+
+
+def fmt_ci(est: float, lo: float, hi: float, digits: int = 2) -> str:
+    """``est [lo, hi]`` (the bracket part omitted when the CI is missing)."""
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        return fmt_num(est, digits)
+    return f"{fmt_num(est, digits)} [{fmt_num(lo, digits)}, {fmt_num(hi, digits)}]"
+
+
+def significance_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The significance table in APA style with the issue's column names."""
+    rows = []
+    for r in table.itertuples(index=False):
+        holm = fmt_p(r.p_holm) if r.preregistered else (fmt_p(r.p_bh) + " (BH)" if np.isfinite(r.p_bh) else NA)
+        rows.append({
+            "checkpoint": str(r.step),
+            "heads (k)": f"{r.condition} ({r.k})",
+            "operator": r.operator,
+            "dPD": fmt_num(r.d_pd), "dLR": fmt_num(r.d_lr), "dFC": fmt_num(r.d_fc),
+            "specific contrast [95% CI]": fmt_ci(r.contrast, r.contrast_ci_low, r.contrast_ci_high)
+            + ("" if r.basis == "specific" else " (target)"),
+            "d_z": fmt_num(r.d_z),
+            "p (IUT)": fmt_p(r.p_iut),
+            "p (Holm)": holm,
+            "p (random heads, R)": f"{fmt_p(r.p_random)} ({r.R})",
+            "note": r.note,
+        })
+    return pd.DataFrame(rows)
+
+
+def emergence_display(curves: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """APA-style per-curve and per-pair emergence tables."""
+    c = pd.DataFrame({
+        "curve": curves["curve"], "checkpoints": curves["n"].astype(int),
+        "midpoint, log10 tokens [95% CI]": [fmt_ci(m, lo, hi) for m, lo, hi in
+                                            zip(curves["midpoint_log10_tokens"], curves["ci_low"], curves["ci_high"])],
+        "change point, log10 tokens": [fmt_num(v) for v in curves["change_point_log10_tokens"]],
+        "onset rank": [NA if not np.isfinite(v) else str(int(v)) for v in curves["onset_rank"]],
+        "note": curves["note"]})
+    if pairs is None or pairs.empty:
+        return c, pd.DataFrame()
+    p = pd.DataFrame({
+        "curve A": pairs["curve_a"], "curve B": pairs["curve_b"], "rises first": pairs["rises_first"],
+        "lead B - A, log10 tokens [95% CI]": [fmt_ci(v, lo, hi) for v, lo, hi in
+                                              zip(pairs["lead"], pairs["lead_ci_low"], pairs["lead_ci_high"])],
+        "r, first differences [95% CI]": [fmt_ci(v, lo, hi) for v, lo, hi in
+                                          zip(pairs["r_diff"], pairs["r_diff_ci_low"], pairs["r_diff_ci_high"])],
+        "r, detrended [95% CI]": [fmt_ci(v, lo, hi) for v, lo, hi in
+                                  zip(pairs["r_detrended"], pairs["r_detrended_ci_low"], pairs["r_detrended_ci_high"])],
+        "Granger p A to B (exploratory)": [fmt_p(v) for v in pairs["granger_p_a_to_b"]],
+        "Granger p B to A (exploratory)": [fmt_p(v) for v in pairs["granger_p_b_to_a"]],
+        "note": pairs["note"]})
+    return c, p
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """GitHub-flavoured Markdown table (pipes in cells escaped)."""
+    if df.empty:
+        return "(no rows)\n"
+    cells = df.astype(str).apply(lambda s: s.str.replace("|", "\\|", regex=False))
+    head = "| " + " | ".join(df.columns) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(r) + " |" for r in cells.to_numpy()]
+    return "\n".join([head, sep, *body]) + "\n"
+
+
+def to_latex(df: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
+    """LaTeX tabular through pandas Styler with booktabs rules (``hrules=True``), cells escaped."""
+    if df.empty:
+        return "% (no rows)\n"
+    sty = df.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    return sty.to_latex(hrules=True, caption=caption, label=label, column_format="l" * df.shape[1])
+
+
+def _write_three(df: pd.DataFrame, base: Path, caption: str, notes: list[str] | None = None,
+                 extra_md: str = "", extra_tex: str = "") -> list[Path]:
+    base.parent.mkdir(parents=True, exist_ok=True)
+    paths = [base.with_suffix(".csv"), base.with_suffix(".md"), base.with_suffix(".tex")]
+    df.to_csv(paths[0], index=False)
+    md = f"**{caption}**\n\n" + to_markdown(df.drop(columns=["note"], errors="ignore"))
+    if notes:
+        md += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes if n)
+    paths[1].write_text(md + extra_md)
+    paths[2].write_text(to_latex(df.drop(columns=["note"], errors="ignore"), caption=caption) + extra_tex)
+    return paths
+
+
+def write_tables(result, out_dir: Path) -> dict[str, Path]:
+    """Write every table of a SignificanceResult into ``out_dir``; returns name -> path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    disp = significance_display(result.table)
+    notes = [f"checkpoint {s}, {c}/{o}: {n}" for s, c, o, n in
+             zip(result.table["step"], result.table["condition"], result.table["operator"], result.table["note"]) if n]
+    notes.append("dPD/dLR/dFC: mean normalised drop (clean - ablated)/(clean - floor) of the tested heads over tasks. "
+                 "Specific contrast: S_PD - (S_LR + S_FC)/2 of drops minus the mean of R matched random head sets "
+                 "('(target)' = no random sets: own drops). p (IUT) = max of one-sided sign-flip tests PD > LR, PD > FC. "
+                 "p (Holm): across pre-registered checkpoints; '(BH)': Benjamini-Hochberg for exploratory ones.")
+    for p in _write_three(disp, out_dir / "significance", "Does ablation hurt pattern discovery more than loss "
+                          "reduction and format compliance?", notes):
+        written[p.name] = p
+    result.table.to_csv(out_dir / "significance_tidy.csv", index=False)
+    written["significance_tidy.csv"] = out_dir / "significance_tidy.csv"
+    for name, df in (("breakdown_exploratory", result.breakdown), ("robustness", result.robustness),
+                     ("exclusions", result.drops.normalisers), ("drops_raw", result.drops.raw)):
+        df.to_csv(out_dir / f"{name}.csv", index=False)
+        written[f"{name}.csv"] = out_dir / f"{name}.csv"
+    if result.emergence is not None:
+        c, p = emergence_display(result.emergence.curves, result.emergence.pairs)
+        md_pairs = "\n**Curve pairs (correlations on first differences / detrended residuals; Granger exploratory)**\n\n" \
+                   + to_markdown(p.drop(columns=["note"], errors="ignore")) if not p.empty else ""
+        tex_pairs = "\n" + to_latex(p.drop(columns=["note"], errors="ignore"), caption="Curve pairs") if not p.empty else ""
+        cnotes = [f"{a}: {n}" for a, n in zip(c["curve"], c["note"]) if n]
+        for path in _write_three(c, out_dir / "emergence", "Emergence over checkpoints (sigmoid midpoints)",
+                                 cnotes, md_pairs, tex_pairs):
+            written[path.name] = path
+        result.emergence.curves.to_csv(out_dir / "emergence_tidy.csv", index=False)
+        result.emergence.pairs.to_csv(out_dir / "emergence_pairs.csv", index=False)
+        written["emergence_pairs.csv"] = out_dir / "emergence_pairs.csv"
+    (out_dir / "summary.md").write_text(result.summary() + "\n")
+    written["summary.md"] = out_dir / "summary.md"
+    return written
+
+
+def summary_paragraph(result) -> str:
+    """A plain-language paragraph generated from the numbers of a SignificanceResult."""
+    t = result.table
+    alpha = result.settings.get("alpha", 0.05)
+    parts = []
+    for (op, cond), g in t.groupby(["operator", "condition"], sort=True):
+        pre = g[g["preregistered"]]
+        tested = pre[np.isfinite(pre["p_iut"])]
+        sig = tested[tested["p_holm"] < alpha]
+        s = (f"Ablating the {cond} heads (k = {int(g['k'].iloc[0])}) with {op} ablation, pattern discovery dropped "
+             f"more than both loss reduction and format compliance at {len(sig)} of {len(tested)} pre-registered "
+             f"checkpoints (intersection-union sign-flip test over tasks, Holm-corrected, alpha = {alpha:g})")
+        if len(sig):
+            best = sig.loc[sig["contrast"].idxmax()]
+            s += (f"; the largest {'specific ' if best['basis'] == 'specific' else ''}contrast was at step {best['step']} "
+                  f"({fmt_ci(best['contrast'], best['contrast_ci_low'], best['contrast_ci_high'])}, d_z = "
+                  f"{fmt_num(best['d_z'])}, {p_phrase(best['p_holm'])} Holm")
+            if np.isfinite(best["p_random"]):
+                s += f"; against {int(best['R'])} random head sets {p_phrase(best['p_random'])}"
+            s += ")"
+        elif len(tested):
+            best = tested.loc[tested["p_iut"].idxmin()]
+            s += (f"; the strongest evidence was at step {best['step']} (contrast "
+                  f"{fmt_ci(best['contrast'], best['contrast_ci_low'], best['contrast_ci_high'])}, "
+                  f"{p_phrase(best['p_iut'])} uncorrected)")
+        untested = len(pre) - len(tested)
+        if untested:
+            s += f"; {untested} checkpoint(s) could not be tested (see notes)"
+        parts.append(s + ".")
+    ex = result.drops.normalisers
+    n_ex = int(ex["excluded"].sum())
+    if n_ex:
+        parts.append(f"By the pre-registered rule, {n_ex} task x checkpoint x ability cell(s) were excluded because "
+                     f"the ability was absent (clean - floor below threshold).")
+    rob = result.robustness
+    if rob is not None and not rob.empty:
+        bad = rob[~rob["converged"].astype(bool) | (rob["warnings"] != "")]
+        parts.append("The crossed mixed model (task, item, checkpoint) gave PD - LR = "
+                     + ", ".join(f"{fmt_num(r.pd_minus_lr)} and PD - FC = {fmt_num(r.pd_minus_fc)} for {r.condition}/{r.operator}"
+                                 for r in rob.itertuples())
+                     + (f"; {len(bad)} fit(s) raised convergence warnings, reported in robustness.csv." if len(bad) else "."))
+    em = result.emergence
+    if em is not None and not em.curves.empty:
+        dated = em.curves[np.isfinite(em.curves["midpoint_log10_tokens"])].sort_values("midpoint_log10_tokens")
+        if len(dated):
+            parts.append("Over training, fitted sigmoid midpoints order the curves as "
+                         + " < ".join(f"{r.curve} ({fmt_num(r.midpoint_log10_tokens)} log10 tokens)" for r in dated.itertuples())
+                         + ".")
+        clear = em.pairs[em.pairs["rises_first"] != "unclear"] if not em.pairs.empty else em.pairs
+        if not clear.empty:
+            parts.append("Bootstrap CIs of the lead separate " + "; ".join(
+                f"{r.rises_first} rising before {r.curve_b if r.rises_first == r.curve_a else r.curve_a}"
+                for r in clear.itertuples()) + ". Granger tests are exploratory only.")
+    return " ".join(parts)
