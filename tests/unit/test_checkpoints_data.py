@@ -1,0 +1,116 @@
+"""Word lists, the training recipe, corpora and the deterministic batch stream."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from checkpoints.corpus import (
+    CorpusError,
+    HFDatasetCorpus,
+    PublicDomainCorpus,
+    TextFilesCorpus,
+    parse_corpus_spec,
+)
+from checkpoints.recipe import DocumentGenerator, Recipe
+from checkpoints.wordlists import CATEGORIES, all_words, category_of, split_words
+
+
+def test_wordlists_split_is_disjoint_deterministic_and_complete():
+    for cat, words in CATEGORIES.items():
+        assert len(words) >= 24
+        tr, ho = split_words(cat, "train"), split_words(cat, "heldout")
+        assert set(tr).isdisjoint(ho) and set(tr) | set(ho) == set(words)
+        assert len(ho) == -(-len(words) // 3)
+    assert split_words("fruit", "heldout") == ('lemon', 'melon', 'kiwi', 'lime', 'fig', 'quince', 'raisin', 'prune')
+    assert category_of("plum") == "fruit"
+    assert len(all_words()) == sum(len(w) for w in CATEGORIES.values())
+    with pytest.raises(KeyError, match="known"):
+        split_words("planet")
+    with pytest.raises(ValueError, match="part"):
+        split_words("fruit", "test")
+
+
+def test_wordlists_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, checkpoints.wordlists; print(any(m in sys.modules for m in ('torch', 'numpy', 'transformers')))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_labelled_documents_use_training_words_only():
+    gen = DocumentGenerator(Recipe())
+    heldout = set(all_words("heldout"))
+    rng = np.random.default_rng(0)
+    seen_words = set()
+    for i in range(400):
+        kind = "pair_rules" if i % 2 else "single_labels"
+        for line in gen.generate(kind, rng).splitlines():
+            m = re.fullmatch(r"(.+?)(?:, (.+?))?: (\S+)", line)
+            assert m, line
+            words = {w for w in m.groups()[:2] if w}
+            assert not words & heldout, line
+            seen_words |= words
+    assert len(seen_words) > 100
+    # templates mention held-out words (category knowledge), never a label line
+    text = " ".join(gen.templates(rng) for _ in range(300))
+    assert any(f" {w} " in f" {text} " for w in heldout)
+    assert not re.search(r": \S+\n", text)
+
+
+def test_recipe_fractions_and_round_trip():
+    r = Recipe(text=1, templates=1, pair_rules=1, single_labels=1, copy=0)
+    assert r.fractions()["copy"] == 0 and abs(sum(r.fractions().values()) - 1) < 1e-12
+    assert Recipe.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+    with pytest.raises(ValueError, match="fractions"):
+        Recipe(text=-1).fractions()
+    with pytest.raises(ValueError, match="unknown keys"):
+        Recipe.from_dict({"txt": 1})
+
+
+def test_text_files_corpus_and_spec(tmp_path):
+    (tmp_path / "a.txt").write_text("First paragraph of enough length to be kept here.\n\nshort\n\n"
+                                    "Second paragraph, also long enough to be kept by the reader.")
+    docs = list(TextFilesCorpus([str(tmp_path)]).documents())
+    assert docs == ["First paragraph of enough length to be kept here.",
+                    "Second paragraph, also long enough to be kept by the reader."]
+    assert isinstance(parse_corpus_spec(str(tmp_path / "a.txt")), TextFilesCorpus)
+    assert isinstance(parse_corpus_spec(None), PublicDomainCorpus)
+    assert isinstance(parse_corpus_spec("hf:cerebras/SlimPajama-627B"), HFDatasetCorpus)
+    with pytest.raises(CorpusError, match="neither"):
+        parse_corpus_spec(str(tmp_path / "missing.txt"))
+
+
+def test_hf_dataset_corpus_streams_local_json(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text("\n".join(json.dumps({"text": f"document number {i} with words"}) for i in range(5)))
+    docs = list(HFDatasetCorpus("json", data_files=str(f), max_chars=60).documents())
+    assert docs[0] == "document number 0 with words" and 2 <= len(docs) < 5
+    with pytest.raises(CorpusError, match="no column 'body'"):
+        list(HFDatasetCorpus("json", data_files=str(f), text_field="body").documents())
+
+
+def test_public_domain_corpus_is_kjv():
+    docs = list(PublicDomainCorpus(max_chars=2000).documents())
+    assert docs[0].startswith("In the beginning God created the heaven and the earth.")
+    assert not re.search(r"\b\d+\. ", docs[0]) and "[" not in docs[0]
+
+
+def test_batch_stream_is_a_pure_function_of_seed_and_step():
+    from checkpoints.stream import BatchStream
+    from checkpoints.tokenizer import train_tokenizer
+
+    docs = list(PublicDomainCorpus(max_chars=30_000).documents())
+    tok = train_tokenizer(docs, 400, single_token_words=False)
+    ids = np.array(tok.backend_tokenizer.encode("\n\n".join(docs)).ids, dtype=np.int32)
+    mk = lambda seed: BatchStream(tok, ids, Recipe(text_window=(8, 32)), 3, 48, seed)  # noqa: E731
+    a, b = mk(0), mk(0)
+    assert np.array_equal(a.batch(7), b.batch(7))
+    assert not np.array_equal(a.batch(7), a.batch(8))
+    assert not np.array_equal(a.batch(7), mk(1).batch(7))
+    batch = a.batch(3)
+    assert batch.shape == (3, 48) and (batch[:, 0] == tok.bos_token_id).all()
