@@ -130,59 +130,67 @@ def analyze(results: pd.DataFrame, *, cols: Columns = Columns(), min_gap: dict[s
     null = np.minimum(null["d1"], null["d2"]).rename("T").reset_index()
     null_groups = {k: g["T"].to_numpy() for k, g in null.groupby(["step", "operator", "k"])}
 
+    tested = tested.sort_values(GROUP + ["task"]).reset_index(drop=True)
+    col = {c: tested[c].to_numpy() for c in ["lr", "fc", "pd", "s_lr", "s_fc", "s_pd", "valid", "R", "k",
+                                             "tokens_seen", "lr_source", "reason", "task"]}
+    for c in ["lr", "fc", "pd", "s_lr", "s_fc", "s_pd"]:
+        col[c] = col[c].astype(float)
     rows, arrays = [], []
-    for key, g in tested.groupby(GROUP, sort=True):
+    for key, pos in tested.groupby(GROUP, sort=True).indices.items():
         step, op, cond, hs = key
-        R = int(g["R"].max())
+        R = int(col["R"][pos].max())
+        k = int(col["k"][pos[0]])
         b = basis if basis != "auto" else ("specific" if R > 0 else "target")
         notes = []
         if b == "specific" and R == 0:
             notes.append("basis 'specific' requested but no matched random sets: used target drops")
             b = "target"
         cols_b = [f"s_{a}" if b == "specific" else a for a in ABILITIES]
-        valid = g[g["valid"] & g[cols_b].notna().all(axis=1)]
-        dropped = g[~g.index.isin(valid.index)]
-        if len(dropped):
+        ok = col["valid"][pos].astype(bool) & np.all([np.isfinite(col[c][pos]) for c in cols_b], axis=0)
+        vpos, dpos = pos[ok], pos[~ok]
+        if len(dpos):
             why = {}
-            for _, d in dropped.iterrows():
-                for a in ABILITIES:
-                    col = f"s_{a}" if b == "specific" else a
-                    if not np.isfinite(d[col]):
+            for j in dpos:
+                for a, cb in zip(ABILITIES, cols_b):
+                    if not np.isfinite(col[cb][j]):
                         tag = (f"{a.upper()} absent (clean - floor below the pre-registered threshold)"
-                               if "absent" in d["reason"] and a.upper() + " absent" in d["reason"]
-                               else f"{a.upper()} not measured" if np.isnan(d[a]) else f"{a.upper()} lacks a matched random set")
+                               if a.upper() + " absent" in col["reason"][j]
+                               else f"{a.upper()} not measured" if np.isnan(col[a][j])
+                               else f"{a.upper()} lacks a matched random set")
                         why[tag] = why.get(tag, 0) + 1
-            notes.append(f"{len(dropped)} of {len(g)} task(s) excluded: "
-                         + ", ".join(f"{k} in {v}" for k, v in why.items()) + " (details: exclusions.csv)")
-        lr_b, fc_b, pd_b = (valid[c].to_numpy(float) for c in cols_b)
-        row = {"step": step, "tokens_seen": g["tokens_seen"].iloc[0], "operator": op, "condition": cond,
-               "head_set": hs, "k": int(g["k"].iloc[0]), "basis": b, "n_tasks": len(valid), "R": R,
-               "lr_source": ",".join(sorted(set(valid["lr_source"]))) if len(valid) else "",
-               "d_lr": valid["lr"].mean(), "d_fc": valid["fc"].mean(), "d_pd": valid["pd"].mean(),
-               "s_lr": valid["s_lr"].mean(), "s_fc": valid["s_fc"].mean(), "s_pd": valid["s_pd"].mean()}
+            notes.append(f"{len(dpos)} of {len(pos)} task(s) excluded: "
+                         + ", ".join(f"{t} in {v}" for t, v in why.items()) + " (details: exclusions.csv)")
+        lr_b, fc_b, pd_b = (col[c][vpos] for c in cols_b)
+        nv = len(vpos)
+        mean = (lambda c: float(np.mean(col[c][vpos])) if nv else np.nan)
+        row = {"step": step, "tokens_seen": col["tokens_seen"][pos[0]], "operator": op, "condition": cond,
+               "head_set": hs, "k": k, "basis": b, "n_tasks": nv, "R": R,
+               "lr_source": ",".join(sorted(set(col["lr_source"][vpos]))),
+               "d_lr": mean("lr"), "d_fc": mean("fc"), "d_pd": mean("pd"),
+               "s_lr": mean("s_lr"), "s_fc": mean("s_fc"), "s_pd": mean("s_pd")}
         c = effects.composite(pd_b, lr_b, fc_b)
         row["contrast"] = float(np.mean(c)) if c.size else np.nan
         row["d_z"], why = effects.d_z(c)
-        if why and len(valid):
+        if why and nv:
             notes.append(why)
         row["cliffs_delta"], _ = effects.cliffs_delta(pd_b, (lr_b + fc_b) / 2)
-        # empirical p against random sets
-        nul = null_groups.get((step, op, int(g["k"].iloc[0])), np.empty(0))
-        obs = contrasts.iut_statistic(valid["pd"], valid["lr"], valid["fc"]) if len(valid) else np.nan
+        # empirical p against random sets (statistic on the tested set's own drops)
+        nul = null_groups.get((step, op, k), np.empty(0))
+        obs = contrasts.iut_statistic(col["pd"][vpos], col["lr"][vpos], col["fc"][vpos]) if nv else np.nan
         row["T_obs"] = float(obs)
         try:
-            if not len(valid):
+            if not nv:
                 raise ValueError("p (random heads): no usable tasks")
             row["p_random"] = contrasts.empirical_p(obs, nul, min_resolution=res_p)
         except ValueError as exc:
             row["p_random"] = np.nan
             notes.append(str(exc).replace("stats.contrasts.empirical_p: ", "p (random heads): "))
-        if len(valid) < 2:
-            notes.append(f"IUT not run: {len(valid)} usable task(s); a sign-flip test over tasks needs >= 2")
-        elif 2.0 ** -len(valid) > alpha:
-            notes.append(f"with {len(valid)} tasks the smallest attainable p is {2.0 ** -len(valid):.3f} > alpha")
+        if nv < 2:
+            notes.append(f"IUT not run: {nv} usable task(s); a sign-flip test over tasks needs >= 2")
+        elif 2.0 ** -nv > alpha:
+            notes.append(f"with {nv} tasks the smallest attainable p is {2.0 ** -nv:.3f} > alpha")
         rows.append(row)
-        arrays.append((pd_b, lr_b, fc_b, notes, valid))
+        arrays.append((pd_b, lr_b, fc_b, notes, vpos))
 
     table = pd.DataFrame(rows)
     n = len(table)
@@ -217,8 +225,8 @@ def analyze(results: pd.DataFrame, *, cols: Columns = Columns(), min_gap: dict[s
                   (item_b["condition"] == row["condition"]) & (item_b["head_set"] == row["head_set"])
             ib = item_b[key]
             cb = [f"s_{a}" if row["basis"] == "specific" else a for a in ABILITIES]
-            tasks = list(valid["task"])
-            from_docs = (valid["lr_source"] == "lr_docs").to_numpy()
+            tasks = list(col["task"][valid])
+            from_docs = col["lr_source"][valid] == "lr_docs"
             docs = ib.loc[ib["task"] == "lr_docs", cb[0]].to_numpy(float)
             per_task = [ib.loc[ib["task"] == t, cb].to_numpy(float) for t in tasks]
             if n_boot:

@@ -9,8 +9,9 @@ Cliff's delta of the PD drops against the mean of the LR and FC drops over tasks
 
     delta = P(X > Y) - P(X < Y) = 2 U / (n_x n_y) - 1,
 
-with U the Mann-Whitney statistic of X from :func:`scipy.stats.mannwhitneyu` (an unpaired,
-ordinal companion to the paired d_z).
+with U the Mann-Whitney statistic of X (:func:`scipy.stats.mannwhitneyu`; computed directly as the
+mean sign of all pairwise differences, which is identical and ~50x faster; the identity is tested).
+An unpaired, ordinal companion to the paired d_z.
 
 Bootstrap CIs resample tasks with replacement, then items with replacement within each drawn task
 (and, when LR comes from the ``lr_docs`` pseudo-task, the documents), recompute C, and take the
@@ -55,8 +56,8 @@ def cliffs_delta(x: np.ndarray, y: np.ndarray) -> tuple[float, str]:
     x, y = x[np.isfinite(x)], y[np.isfinite(y)]
     if x.size == 0 or y.size == 0:
         return float("nan"), "Cliff's delta undefined: empty sample"
-    u = sst.mannwhitneyu(x, y, alternative="two-sided", method="asymptotic").statistic
-    return float(2.0 * u / (x.size * y.size) - 1.0), ""
+    # equals 2 U / (n_x n_y) - 1 with U = scipy.stats.mannwhitneyu(x, y).statistic (tested)
+    return float(np.mean(np.sign(x[:, None] - y[None, :]))), ""
 
 
 def hierarchical_bootstrap(task_items: list[np.ndarray], *, lr_docs: np.ndarray | None = None,
