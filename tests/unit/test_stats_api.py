@@ -54,3 +54,12 @@ def test_summary_and_emergence_through_analyze():
     res = analyze(df, n_boot=100, mixed_model=False, emergence_curves=simulate_curves(seed=0))
     text = res.summary()
     assert "checkpoints" in text and "rising before" in text
+
+
+def test_ability_absent_at_checkpoint_gives_nan_row_with_reason():
+    df = simulate_results(n_steps=3, n_tasks=5, n_items=4, absent={1: ("fc",)}, seed=6)
+    t = analyze(df, n_boot=0, mixed_model=False).table
+    bad = t.iloc[1]
+    assert np.isnan(bad["p_iut"]) and np.isnan(bad["p_holm"])
+    assert "FC absent" in bad["note"]
+    assert t.iloc[[0, 2]]["p_iut"].notna().all()
