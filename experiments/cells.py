@@ -85,7 +85,7 @@ def _reference_batch(handle, spec) -> dict:
 
 
 def _decorate(df: pd.DataFrame, runner, step: int, op: str, meta: pd.DataFrame) -> pd.DataFrame:
-    df = df.merge(meta, on="condition_index", how="left")
+    df = df.rename(columns={"condition": "condition_name"}).merge(meta, on="condition_index", how="left")
     df.insert(0, "step", step)
     df.insert(1, "tokens_seen", runner.plan.tokens_seen.get(step))
     df.insert(2, "operator", op)

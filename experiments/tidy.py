@@ -1,0 +1,63 @@
+"""From raw cell rows to the tidy ``results`` table that :mod:`stats` reads.
+
+Raw rows (RUN/raw_icl.parquet, RUN/raw_lr.parquet) keep every control prompt and every window.
+``results`` has one row per (step, condition, control_index, operator, task, shots, item) with:
+
+=================  ===========================================================================
+``condition``      ``clean`` / ``target`` / ``induction`` / ``random`` (the head set's role)
+``lr``             loss reduction of a held-out document: loss over the early window minus loss over
+                   the late window (higher = more ability; windows scaled to the context, see
+                   ``ablate.loss_reduction``), on the pseudo-task ``lr_docs``
+``fc``, ``pd``     greedy format compliance / pattern discovery on the real-label prompt (0/1)
+``fc_floor``       FC of the same item's *no-label* prompt (format not shown)
+``pd_floor``       chance within the label set (1 / number of classes)
+``pd_shuffled``    PD on the shuffled-label prompt (reported; a mapping-free control)
+``fc_cont``, ``pd_cont``, ``gold_logprob``, ``lr_prompt``   continuous companions of the above
+``loss_early``, ``loss_late``   the raw window losses of ``lr_docs`` rows
+=================  ===========================================================================
+
+Clean rows are written once per checkpoint, with ``operator = "none"``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+KEYS = ["step", "tokens_seen", "condition", "head_set", "operator", "control_index", "task", "shots", "item"]
+
+
+def _clean_once(df: pd.DataFrame, primary: str) -> pd.DataFrame:
+    clean = df[df["role"] == "clean"]
+    clean = clean[clean["operator"] == primary].assign(operator="none", head_set="")
+    return pd.concat([clean, df[df["role"] != "clean"]], ignore_index=True)
+
+
+def results_table(raw_icl: pd.DataFrame, raw_lr: pd.DataFrame, primary: str) -> pd.DataFrame:
+    """Build the stats input table (see module docstring) from the raw cell rows."""
+    parts = []
+    if len(raw_icl):
+        icl = _clean_once(raw_icl, primary).rename(columns={"role": "condition"})
+        idx = ["step", "tokens_seen", "condition", "head_set", "operator", "control_index", "task", "shots", "item"]
+        real = icl[icl["control"] == "clean"].set_index(idx)
+        out = real[["fc", "pd", "fc_cont", "pd_cont", "gold_logprob", "lr_prompt", "chance"]].copy()
+        nolab = icl[icl["control"] == "nolabel"].set_index(idx)["fc"]
+        shuf = icl[icl["control"] == "shuffled"].set_index(idx)["pd"]
+        out["fc_floor"] = nolab.reindex(out.index)
+        out["pd_floor"] = out.pop("chance")
+        out["pd_shuffled"] = shuf.reindex(out.index)
+        out["lr"] = np.nan
+        parts.append(out.reset_index())
+    if len(raw_lr):
+        lr = _clean_once(raw_lr, primary).rename(columns={"role": "condition", "doc": "item"})
+        lr = lr.assign(shots=0, task="lr_docs", lr=-lr["lr_late"], fc=np.nan, pd=np.nan,
+                       fc_floor=np.nan, pd_floor=np.nan)
+        cols = KEYS + ["lr", "fc", "pd", "fc_floor", "pd_floor", "loss_early", "loss_late", "lr_mid", "olsson"]
+        parts.append(lr[[c for c in cols if c in lr.columns]])
+    if not parts:
+        return pd.DataFrame(columns=KEYS + ["lr", "fc", "pd", "fc_floor", "pd_floor"])
+    df = pd.concat(parts, ignore_index=True)
+    order = {"clean": 0, "target": 1, "induction": 2, "random": 3}
+    df["_o"] = df["condition"].map(order).fillna(9)
+    df = df.sort_values(["step", "_o", "operator", "control_index", "task", "shots", "item"], kind="stable")
+    return df.drop(columns="_o").reset_index(drop=True)
