@@ -28,32 +28,46 @@ def _softmax(z: torch.Tensor) -> torch.Tensor:
     return e / e.sum()
 
 
+def _weights(handle: Any, layer: int, head: int, ov: OVConfig, cache: dict) -> dict:
+    key = (layer, head, ov)
+    if key not in cache:
+        ad, dt = handle.adapter, torch.float64
+        lm = handle.hf.get_output_embeddings()  # [V, d] (HF's own accessor, not the adapter's)
+        cache[key] = dict(
+            ln=copy.deepcopy(ad.ln_attn(layer)).to(dt) if ov.x == "normed" else None,
+            fn=copy.deepcopy(ad.final_norm()).to(dt) if ov.final_norm else None,
+            W_V=ad.W_V(layer)[head].detach().to(dt), b_V=ad.b_V(layer)[head].detach().to(dt),
+            W_O=ad.W_O(layer)[head].detach().to(dt), b_O=ad.b_O(layer).detach().to(dt),
+            W_E=ad.W_E.detach().to(dt), lm=lm.weight.detach().to(dt),
+            b_U=lm.bias.detach().to(dt) if getattr(lm, "bias", None) is not None else None,
+        )
+    return cache[key]
+
+
 def a_literal(handle: Any, layer: int, head: int, tokens: Sequence[int], j: int, tail_token: int,
-              ov: OVConfig = OVConfig(), source_token: int | None = None) -> float:
+              ov: OVConfig = OVConfig(), source_token: int | None = None, cache: dict | None = None) -> float:
     """a^{h,j}_T for one (layer, head, position j), straight from the formulas (float64).
 
     ``p = softmax(x W_V^h W_O^h W_u)`` with x the embedding of ``tokens[j]`` (or of
     ``source_token`` if given); ``q_t = max(0, p_t - mean_{distinct t in tokens[:j+1]} p)``;
-    ``a = q_{tail} / sum q`` (0 if the sum is 0).
+    ``a = q_{tail} / sum q`` (0 if the sum is 0). ``cache``: a dict reused between calls.
     """
-    ad = handle.adapter
-    dt = torch.float64
+    w = _weights(handle, layer, head, ov, {} if cache is None else cache)
     tok = tokens[j] if source_token is None else source_token
-    x = ad.W_E[tok].detach().to(dt)
-    if ov.x == "normed":
-        x = copy.deepcopy(ad.ln_attn(layer)).to(dt)(x[None])[0]
-    v = x @ ad.W_V(layer)[head].detach().to(dt)
+    x = w["W_E"][tok]
+    if w["ln"] is not None:
+        x = w["ln"](x[None])[0]
+    v = x @ w["W_V"]
     if ov.bias:
-        v = v + ad.b_V(layer)[head].detach().to(dt)
-    z = v @ ad.W_O(layer)[head].detach().to(dt)
+        v = v + w["b_V"]
+    z = v @ w["W_O"]
     if ov.bias:
-        z = z + ad.b_O(layer).detach().to(dt)
-    if ov.final_norm:
-        z = copy.deepcopy(ad.final_norm()).to(dt)(z[None])[0]
-    lm = handle.hf.get_output_embeddings()  # [V, d] (HF's own accessor, not the adapter's)
-    logits = lm.weight.detach().to(dt) @ z
-    if ov.bias and getattr(lm, "bias", None) is not None:
-        logits = logits + lm.bias.detach().to(dt)
+        z = z + w["b_O"]
+    if w["fn"] is not None:
+        z = w["fn"](z[None])[0]
+    logits = w["lm"] @ z
+    if ov.bias and w["b_U"] is not None:
+        logits = logits + w["b_U"]
     p = _softmax(logits)
     distinct: list[int] = []
     for t in tokens[: j + 1]:
@@ -111,6 +125,7 @@ def relation_index_literal(handle: Any, triplets: Sequence[Triplet], *, tau: flo
                     for j in range(1, len(toks)):
                         ratios.append(min(_argmax_ratio(A[layer][h, j, : j + 1].tolist())[1], 1e30))
         tau = float(np.percentile(np.array(ratios), tau_percentile))
+    cache: dict = {}
     sums = np.zeros((len(triplets), len(layers), H))
     counts = np.zeros((len(triplets), len(layers), H), dtype=np.int64)
     for k, t in enumerate(triplets):
@@ -132,6 +147,6 @@ def relation_index_literal(handle: Any, triplets: Sequence[Triplet], *, tau: flo
                         continue
                     if tau is not None and not ratio > tau:
                         continue
-                    sums[k, li, h] += a_literal(handle, layer, h, toks, j, toks[o], ov)
+                    sums[k, li, h] += a_literal(handle, layer, h, toks, j, toks[o], ov, cache=cache)
                     counts[k, li, h] += 1
     return sums, counts, tau
