@@ -1,0 +1,110 @@
+"""The runner end to end on a tiny trained series: complete run, kill -9 mid-way + resume, errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments.runner import run_spec
+from experiments.spec import SpecError, load_spec, spec_from_dict
+from experiments.store import RunMismatchError
+
+TINY_SPEC = {
+    "name": "tiny_sih", "seed": 3,
+    "series": {"path": "PLACEHOLDER", "steps": [0, 30]},
+    "heads": {"select": "explicit", "explicit": ["L1H0,L0H1"], "k": 2, "induction": True},
+    "controls": {"random_sets": 2},
+    "operators": {"primary": "mean", "robustness": ["zero", "resample"]},
+    "icl": {"tasks": ["binary_fruit_month", "pd_category_letter"], "shots": [0, 2], "items": 4,
+            "lr_documents": 3},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_series(tmp_path_factory):
+    out = tmp_path_factory.mktemp("series") / "tiny"
+    subprocess.run([sys.executable, "-m", "checkpoints.cli", "--preset", "tiny", "--out", str(out),
+                    "--no-progress"], check=True, capture_output=True)
+    return out
+
+
+def _spec(series_dir, **over):
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY_SPEC.items()}
+    d["series"]["path"] = str(series_dir)
+    for k, v in over.items():
+        d[k] = {**d.get(k, {}), **v} if isinstance(v, dict) else v
+    return d
+
+
+def _write_spec(tmp_path, d):
+    import json
+    lines = []
+    for k, v in d.items():
+        if not isinstance(v, dict):
+            lines.append(f"{k} = {json.dumps(v)}")
+    for k, v in d.items():
+        if isinstance(v, dict):
+            lines.append(f"[{k}]")
+            lines += [f"{kk} = {json.dumps(vv)}" for kk, vv in v.items()]
+    p = tmp_path / "spec.toml"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def test_kill_mid_run_then_resume_equals_uninterrupted(tiny_series, tmp_path):
+    spec_path = _write_spec(tmp_path, _spec(tiny_series))
+    full = tmp_path / "full"
+    s = run_spec(load_spec(spec_path), full, progress=False)
+    assert s.cells_failed == 0 and s.cells_done == 2 * (1 + 3 * 3)
+    ref = pd.read_parquet(full / "results.parquet")
+    assert set(ref["condition"]) == {"clean", "target", "induction", "random"}
+    assert set(ref["operator"]) == {"none", "mean", "zero", "resample"}
+    assert {"lr", "fc", "pd", "fc_floor", "pd_floor"} <= set(ref.columns)
+
+    # a second process runs the same spec; we SIGKILL it once a few cells are committed
+    killed = tmp_path / "killed"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-m", "experiments.cli", "run", str(spec_path), "--out", str(killed),
+                          "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        n = len(list((killed / "cells").glob("*.parquet"))) if (killed / "cells").exists() else 0
+        if n >= 5 or p.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert p.poll() is None, "the run finished before it could be killed; make the spec larger"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    done_before = len(list((killed / "cells").glob("*.parquet")))
+    assert 5 <= done_before < 20
+    s2 = run_spec(load_spec(spec_path), killed, progress=False)
+    assert s2.cells_skipped == done_before and s2.cells_done == 20 - done_before
+    got = pd.read_parquet(killed / "results.parquet")
+    pd.testing.assert_frame_equal(got, ref)
+    pd.testing.assert_frame_equal(pd.read_parquet(killed / "raw_icl.parquet").drop(columns="cell"),
+                                  pd.read_parquet(full / "raw_icl.parquet").drop(columns="cell"))
+
+    # a changed spec into the same run folder is refused, and --new starts over
+    other = load_spec(_write_spec(tmp_path, _spec(tiny_series, seed=4)))
+    with pytest.raises(RunMismatchError, match="different spec"):
+        run_spec(other, killed, progress=False)
+
+
+def test_spec_errors_leave_no_run_folder(tiny_series, tmp_path):
+    out = tmp_path / "never"
+    cases = [
+        ({"series": {"path": str(tmp_path / "missing")}}, "does not exist"),
+        ({"series": {"steps": [0, 7]}}, r"step\(s\) \[7\] not in the series"),
+        ({"heads": {"select": "explicit", "explicit": [""]}}, "empty head set"),
+        ({"controls": {"random_sets": 0}}, "random_sets = 0"),
+        ({"icl": {"tasks": ["binary_fruit_mnth"]}}, "binary_fruit_month"),
+    ]
+    for over, msg in cases:
+        with pytest.raises(SpecError, match=msg):
+            run_spec(spec_from_dict(_spec(tiny_series, **over), "t.toml"), out, progress=False)
+        assert not out.exists()
