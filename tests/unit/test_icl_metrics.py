@@ -1,0 +1,337 @@
+"""ICL metrics against independent oracles: planted models, a literal greedy-decoding oracle,
+padding invariance, and batched conditions.
+
+Two tokenizers: a word-level one (``" 0"`` -> ``"0"``, one token per label) and a byte-level BPE
+with individual digits (``" 0"`` -> ``" "``, ``"0"`` as SmolLM2 does; ``" true"`` -> 3 tokens).
+
+Planted models are real one-layer Llama models whose weights are set by hand:
+
+* a **bigram** path: the embedding is one-hot and the final-norm/unembedding reads the current
+  token, so ``logits(next | current) = table[current]``;
+* a **copy-previous-label** head: its query is the same for every token, its key is non-zero only
+  on label tokens, and RoPE's slowest rotating pair with a phase offset makes the score fall with
+  distance, so the head attends to the most recent label token; its value/output write that token
+  into a second block of the residual stream, which the unembedding maps back to the same token.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ablate import ZeroAblate
+from ablate.icl_metrics import IclMetricError, evaluate_items, prepare_prompt
+from ablate.icl_tasks import RELATION_PAIRS, make_items
+from ablate.model import ModelHandle
+from ablate.testing import tiny_model, tiny_tokenizer
+
+
+# ------------------------------------------------------------------------------------------
+# tokenizers
+
+
+def _all_words():
+    from checkpoints.wordlists import all_words
+
+    words = list(all_words("all"))
+    for r in RELATION_PAIRS.values():
+        for v in r.values():
+            for a, b in v:
+                words += [a, b]
+    return list(dict.fromkeys(words))
+
+
+@pytest.fixture(scope="module")
+def word_tok():
+    return tiny_tokenizer(_all_words() + list("0123456789") + ["true", "false"] + list("BCDFGHJKLMNPQRSTVWXZ")
+                          + [",", ":", "."])
+
+
+@pytest.fixture(scope="module")
+def split_tok():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    words = _all_words()
+    corpus = [" ".join(words), ", ".join(words) + ": true false"] * 3
+    t = Tokenizer(models.BPE(unk_token="<unk>"))
+    t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                               pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    t.decoder = decoders.ByteLevel()
+    tr = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<pad>", "<bos>", "<eos>"],
+                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    t.train_from_iterator(corpus, tr)
+    return PreTrainedTokenizerFast(tokenizer_object=t, unk_token="<unk>", pad_token="<pad>",
+                                   bos_token="<bos>", eos_token="<eos>")
+
+
+def _ids(tok, s):
+    return tok(s, add_special_tokens=False)["input_ids"]
+
+
+def test_tokenizers_split_as_intended(word_tok, split_tok):
+    assert word_tok.unk_token_id not in _ids(word_tok, "plum, May: 0\nJune, kiwi:")
+    assert [word_tok.decode([i]) for i in _ids(word_tok, " 0")] == ["0"]
+    assert [split_tok.decode([i]) for i in _ids(split_tok, " 0")] == [" ", "0"]
+    assert len(_ids(split_tok, " true")) > 1
+
+
+# ------------------------------------------------------------------------------------------
+# planted models
+
+
+def planted_model(tok, *, bigram: dict[str, str] | None = None, copy_labels: tuple[str, ...] = (),
+                  bigram_logit: float = 40.0, copy_logit: float = 20.0) -> ModelHandle:
+    """One-layer Llama: a bigram table plus (optionally) a copy-the-latest-label head.
+
+    Args:
+        tok: tokenizer.
+        bigram: current token text -> next token text with logit ``bigram_logit``.
+        copy_labels: token texts the copy head attends to (keys) and re-emits with ``copy_logit``.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    V = len(tok)
+    hd = V + (V % 2)
+    d = 2 * hd
+    omega = 0.002  # angular speed of the slowest RoPE pair
+    theta = omega ** (-hd / (hd - 2))
+    cfg = LlamaConfig(vocab_size=V, hidden_size=d, intermediate_size=8, num_hidden_layers=1,
+                      num_attention_heads=1, num_key_value_heads=1, head_dim=hd,
+                      max_position_embeddings=1024, rope_theta=theta, attention_bias=False,
+                      mlp_bias=False, tie_word_embeddings=False, rms_norm_eps=1e-6,
+                      bos_token_id=2, eos_token_id=3, pad_token_id=1)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    m = LlamaForCausalLM(cfg).eval()
+
+    def tid(s):
+        ids = _ids(tok, s)
+        assert len(ids) == 1, (s, ids)
+        return ids[0]
+
+    with torch.no_grad():
+        for p in m.parameters():
+            p.zero_()
+        m.model.embed_tokens.weight[torch.arange(V), torch.arange(V)] = 1.0
+        m.model.norm.weight.fill_(1.0)
+        m.model.layers[0].input_layernorm.weight.fill_(1.0)
+        m.model.layers[0].post_attention_layernorm.weight.fill_(1.0)
+        att = m.model.layers[0].self_attn
+        if copy_labels:
+            lab = [tid(s) for s in copy_labels]
+            mm = hd // 2 - 1
+            S = 20000.0
+            amp = math.sqrt(S * math.sqrt(hd)) / math.sqrt(d)  # q.k / sqrt(hd) = S cos(w*dist + phi)
+            phi = math.pi / 4
+            att.q_proj.weight[mm, :V] = math.cos(phi) * amp
+            att.q_proj.weight[mm + hd // 2, :V] = math.sin(phi) * amp
+            for t in lab:
+                att.k_proj.weight[mm, t] = amp
+            att.v_proj.weight[torch.arange(V), torch.arange(V)] = 1.0 / math.sqrt(d)
+            att.o_proj.weight[hd + torch.arange(V), torch.arange(V)] = 1.0
+            for t in lab:
+                m.lm_head.weight[t, hd + t] = copy_logit / math.sqrt(d / 2)
+        for cur, nxt in (bigram or {}).items():
+            m.lm_head.weight[tid(nxt), tid(cur)] += bigram_logit / math.sqrt(d / 2)
+    return ModelHandle.from_hf(m, tok, locator="planted")
+
+
+TASKS_SMALL = ("binary_fruit_month", "nine_fruit_animal_month", "rel_obj", "pd_order_letter")
+
+
+def _items(tasks=TASKS_SMALL, shots=(0, 1, 2, 5), n_items=18, controls=("clean", "shuffled")):
+    out = []
+    for t in tasks:
+        out += make_items(t, shots=shots, n_items=n_items, seed=1, controls=controls)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["word", "split"])
+def test_always_same_label_scores_fc_one_pd_chance(kind, word_tok, split_tok):
+    tok = word_tok if kind == "word" else split_tok
+    bigram = {":": "0"} if kind == "word" else {":": " ", " ": "0"}
+    h = planted_model(tok, bigram=bigram)
+    items = _items(tasks=("binary_fruit_month", "nine_fruit_animal_month"), shots=(0, 3),
+                   n_items=18, controls=("clean", "nolabel"))
+    df = evaluate_items(h, items, batch_size=32)
+    assert (df["output"] == "0").all()
+    assert (df["fc"] == 1).all()
+    pd_by_task = df.groupby(["task", "shots", "control"])["pd"].mean()
+    chance = df.groupby(["task", "shots", "control"])["chance"].first()
+    np.testing.assert_allclose(pd_by_task.values, chance.values)
+    assert (df["fc_cont"] > 0.99).all()
+    if kind == "split":
+        # the greedy first token is the shared space, never mistaken for the label
+        assert (df["greedy_first"] == " ").all()
+
+
+def _expected_copy(items):
+    """Hand rule: output = shown label of the last demonstration; PD = that equals the gold."""
+    out = []
+    for it in items:
+        last = it.demos[-1][2]
+        out.append((last, float(last == it.gold)))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["word", "split"])
+def test_copy_previous_label_matches_hand_computation(kind, word_tok, split_tok):
+    tok = word_tok if kind == "word" else split_tok
+    if kind == "word":
+        labels = tuple("0123456789") + ("true", "false")
+        h = planted_model(tok, copy_labels=labels)
+        tasks = TASKS_SMALL
+    else:  # digits are single tokens after the space token
+        labels = tuple("0123456789")
+        h = planted_model(tok, bigram={":": " "}, copy_labels=labels)
+        tasks = ("binary_fruit_month", "four_fruit_month", "nine_fruit_animal_month")
+    items = [it for it in _items(tasks=tasks, shots=(1, 3, 10), n_items=9) if it.task != "pd_order_letter"]
+    df = evaluate_items(h, items, batch_size=32)
+    exp = _expected_copy(items)
+    assert list(df["output"]) == [e[0] for e in exp]
+    np.testing.assert_array_equal(df["pd"].values, [e[1] for e in exp])
+    assert (df["fc"] == 1).all()
+    # a hand-written prompt: the last demonstration says 1, so the copy model answers 1 (gold 0)
+    from ablate.icl_tasks import IclItem
+    it = IclItem("binary_fruit_month", 2, 0, "clean", (("plum", "May", "0"), ("June", "kiwi", "1")),
+                 ("fig", "Oct"), "0", ("0", "1"))
+    assert it.prompt == "plum, May: 0\nJune, kiwi: 1\nfig, Oct:"
+    r = evaluate_items(h, [it]).iloc[0]
+    assert (r["output"], r["fc"], r["pd"]) == ("1", 1.0, 0.0)
+    assert r["pd_cont"] < 1e-3
+
+
+def test_copy_model_with_letter_labels(word_tok):
+    h = planted_model(word_tok, copy_labels=tuple("BCDFGHJKLMNPQRSTVWXZ"))
+    items = make_items("pd_order_letter", shots=(1, 4), n_items=10, seed=3, controls=("clean", "shuffled"))
+    df = evaluate_items(h, items)
+    exp = _expected_copy(items)
+    assert list(df["output"]) == [e[0] for e in exp]
+
+
+# ------------------------------------------------------------------------------------------
+# literal oracle: unpadded per-candidate HF forwards and an explicit greedy decoding loop
+
+
+def _literal(h, it):
+    tok = h.tokenizer
+    P = _ids(tok, it.prompt)
+    cands = []
+    for lab in it.labels:
+        whole = _ids(tok, it.prompt + " " + lab)
+        assert whole[:len(P)] == P
+        cands.append(whole[len(P):])
+    logps = []
+    with torch.no_grad():
+        for c in cands:
+            x = torch.tensor([P + c])
+            lp = torch.log_softmax(h.hf(input_ids=x).logits[0].double(), -1)
+            logps.append(sum(lp[len(P) - 1 + j, t].item() for j, t in enumerate(c)))
+        seq = list(P)
+        for _ in range(max(map(len, cands))):
+            nxt = int(h.hf(input_ids=torch.tensor([seq])).logits[0, -1].argmax())
+            seq.append(nxt)
+    gen = seq[len(P):]
+    match = [i for i, c in enumerate(cands) if gen[:len(c)] == c]
+    out = max(match, key=lambda i: len(cands[i])) if match else None
+    logps = np.array(logps)
+    z = np.logaddexp.reduce(logps)
+    g = it.labels.index(it.gold)
+    return {"output": it.labels[out] if out is not None else "", "fc": float(out is not None),
+            "pd": float(out == g), "gold_logprob": logps[g], "fc_cont": math.exp(z),
+            "pd_cont": math.exp(logps[g] - z)}
+
+
+def _skewed_random_model(tok, labels_text, seed=0):
+    """A random tiny Llama whose label (and space) logits are amplified so greedy often picks labels."""
+    m = tiny_model("llama", vocab_size=len(tok), max_pos=512, seed=seed, d_model=32)
+    ids = sorted({t for s in labels_text for t in _ids(tok, s)} | set(_ids(tok, " ")))
+    with torch.no_grad():
+        m.lm_head.weight[ids] *= 12.0
+    return ModelHandle.from_hf(m, tok)
+
+
+@pytest.mark.parametrize("kind", ["word", "split"])
+def test_matches_literal_greedy_oracle(kind, word_tok, split_tok):
+    tok = word_tok if kind == "word" else split_tok
+    h = _skewed_random_model(tok, [" 0", " 1", " 2", " 3", " true", " false"] + [f" {c}" for c in "BCDFGHJKLMNPQRSTVWXZ"])
+    items = _items(tasks=("binary_fruit_month", "four_fruit_month", "rel_subj", "pd_category_letter"),
+                   shots=(0, 5), n_items=2, controls=("clean",))
+    df = evaluate_items(h, items, batch_size=7)
+    lit = pd.DataFrame([_literal(h, it) for it in items])
+    assert list(df["output"]) == list(lit["output"])
+    np.testing.assert_array_equal(df["fc"].values, lit["fc"].values)
+    np.testing.assert_array_equal(df["pd"].values, lit["pd"].values)
+    for c in ("gold_logprob", "fc_cont", "pd_cont"):
+        np.testing.assert_allclose(df[c].values, lit[c].values, rtol=1e-4, atol=1e-5)
+    # non-trivial: the greedy path lands in and out of the label set
+    assert 0 < df["fc"].mean() or kind == "split"
+
+
+@pytest.mark.parametrize("kind", ["word", "split"])
+def test_padded_and_unpadded_batches_agree(kind, word_tok, split_tok):
+    tok = word_tok if kind == "word" else split_tok
+    h = _skewed_random_model(tok, [" 0", " 1", " true", " false"], seed=3)
+    items = _items(tasks=("binary_fruit_month", "rel_mod"), shots=(0, 3, 10), n_items=2)
+    one = evaluate_items(h, items, batch_size=1)
+    many = evaluate_items(h, items, batch_size=64)
+    for c in ("output", "fc", "pd", "greedy_first"):
+        assert list(one[c]) == list(many[c])
+    for c in ("gold_logprob", "fc_cont", "pd_cont", "demo_loss_first", "demo_loss_last", "lr_prompt"):
+        np.testing.assert_allclose(one[c].values, many[c].values, rtol=1e-5, atol=1e-5)
+
+
+def test_conditions_batched_equal_alone_and_clean_equals_plain(word_tok):
+    h = _skewed_random_model(word_tok, [" 0", " 1"], seed=5)
+    items = make_items("binary_fruit_month", shots=(2, 5), n_items=2, seed=0, controls=("clean",))
+    cond = ZeroAblate("L0H1,L1H2")
+    both = evaluate_items(h, items, conditions=[None, cond])
+    alone = evaluate_items(h, items, conditions=[cond])
+    assert set(both["condition"]) == {"clean", str(cond)}
+    abl = both[both.condition_index == 1].reset_index(drop=True)
+    np.testing.assert_allclose(abl["gold_logprob"], alone["gold_logprob"], rtol=1e-5, atol=1e-5)
+    clean = both[both.condition_index == 0].reset_index(drop=True)
+    lit = pd.DataFrame([_literal(h, it) for it in items])
+    np.testing.assert_allclose(clean["gold_logprob"], lit["gold_logprob"], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(abl["gold_logprob"], clean["gold_logprob"])
+
+
+def test_in_prompt_loss_reduction_by_hand(word_tok):
+    """Demonstration answer losses are the per-token losses at the label positions of the prompt."""
+    h = _skewed_random_model(word_tok, [" 0", " 1"], seed=7)
+    it = make_items("binary_fruit_month", shots=(8,), n_items=1, seed=2, controls=("clean",))[0]
+    r = evaluate_items(h, [it]).iloc[0]
+    ids = _ids(word_tok, it.prompt)
+    with torch.no_grad():
+        lp = torch.log_softmax(h.hf(input_ids=torch.tensor([ids])).logits[0].double(), -1)
+    # word-level: every label is one token, right after a ":" token
+    colon = word_tok.convert_tokens_to_ids(":")
+    pos = [i + 1 for i, t in enumerate(ids[:-1]) if t == colon]
+    losses = [-lp[p - 1, ids[p]].item() for p in pos]
+    assert len(losses) == 8
+    np.testing.assert_allclose(r["demo_loss_first"], np.mean(losses[:2]), rtol=1e-6)
+    np.testing.assert_allclose(r["demo_loss_last"], np.mean(losses[-2:]), rtol=1e-6)
+    np.testing.assert_allclose(r["lr_prompt"], np.mean(losses[:2]) - np.mean(losses[-2:]), rtol=1e-6)
+
+
+def test_one_row_per_prompt_for_split_digits(split_tok):
+    pp = prepare_prompt(split_tok, "plum, May:", [str(i) for i in range(9)], "3")
+    assert len(pp.rows) == 1 and len(pp.rows[0]) == 1  # prompt + " "
+    pp = prepare_prompt(split_tok, "dog, barks:", ["true", "false"], "true")
+    assert len(pp.rows) == 2  # " t" -> "ru" and " f" -> "al" diverge
+
+
+def test_bad_inputs(word_tok):
+    with pytest.raises(IclMetricError, match="not among"):
+        prepare_prompt(word_tok, "plum, May:", ["0", "1"], "2")
+    with pytest.raises(IclMetricError, match="empty label set"):
+        prepare_prompt(word_tok, "plum, May:", [], "0")
+    with pytest.raises(IclMetricError, match="not distinguishable"):
+        prepare_prompt(word_tok, "plum, May:", ["0", "0 "], "0")
+    with pytest.raises(IclMetricError, match="no items"):
+        evaluate_items(planted_model(word_tok), [])
