@@ -200,7 +200,7 @@ def _span_tokens(offs: Sequence[tuple[int, int]], start: int, end: int, first: i
 
 def align_triplets(word_triplets: Iterable[WordTriplet], tokenizer: Any, *, add_bos: bool | str = "auto",
                    max_tokens: int | None = None, directions: Sequence[str] = (FORWARD,),
-                   strict: bool = True) -> tuple[list[Triplet], AlignmentReport]:
+                   strict: bool = True, single_token: bool = False) -> tuple[list[Triplet], AlignmentReport]:
     """Map character-span triplets onto the model tokenizer.
 
     A word maps to every token whose character offsets overlap the word's span. A triplet is
@@ -215,6 +215,8 @@ def align_triplets(word_triplets: Iterable[WordTriplet], tokenizer: Any, *, add_
         max_tokens: drop sentences with more tokens than this (None: keep all).
         directions: ``("forward",)`` or ``("forward", "reverse")``.
         strict: raise :class:`NoTripletsError` when nothing survives.
+        single_token: drop triplets whose head or tail word is not exactly one token (the
+            KG convention: entities replaced by single letters; reason "not a single token").
 
     Returns:
         ``(triplets, report)``; the triplets of each direction, in input order.
@@ -238,6 +240,9 @@ def align_triplets(word_triplets: Iterable[WordTriplet], tokenizer: Any, *, add_
             continue
         if set(hs) & set(ts):
             report.dropped["head and tail words share a token"] += 1
+            continue
+        if single_token and (len(hs) > 1 or len(ts) > 1):
+            report.dropped["head or tail word is not a single token in this vocabulary"] += 1
             continue
         kept.append(Triplet(tuple(ids), hs, ts, wt.relation, FORWARD, wt.text, wt.head_word, wt.tail_word))
         report.n_kept += 1
