@@ -1,0 +1,52 @@
+"""SIH selection: the planted head is selected by the FDR rule and by top-k; nothing else is."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from ablate.errors import AblateError
+from ablate.heads import HeadSet
+from ablate.relation_index import relation_index
+from ablate.selection import select_sihs, top_k_heads
+
+sys.path.insert(0, str(Path(__file__).parent))
+from planted import planted_relation_model  # noqa: E402
+from test_relation_index import _planted_triplets  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def planted_result():
+    A, b = list(range(10, 20)), 25
+    h = planted_relation_model(A, b)
+    trips = _planted_triplets(A, b, len(h.tokenizer), n=60)
+    return relation_index(h, trips, tau=None, nulls=("baseline", "shuffled"))
+
+
+def test_fdr_rule_selects_planted_head(planted_result):
+    sel = select_sihs(planted_result, alpha=0.05, min_effect=0.2)
+    assert sel.sets["planted/forward"] == HeadSet.parse("L0H0")
+    assert sel.sets["all"] == HeadSet.parse("L0H0")
+    rep = sel.report()
+    assert rep["rule"] == "null-fdr" and rep["sets"]["all"] == "L0H0"
+    assert rep["params"]["alpha"] == 0.05 and rep["params"]["nulls"] == ["baseline", "shuffled"]
+    row = sel.table.query("layer == 0 and head == 0").iloc[0]
+    assert row.q < 1e-6 and row.effect > 0.9 and row.ri_baseline < 0.01
+    assert "L0H0" in sel.summary()
+
+
+def test_min_effect_and_missing_null(planted_result):
+    assert len(select_sihs(planted_result, min_effect=1.5).sets["all"]) == 0
+    with pytest.raises(AblateError, match="not in the result"):
+        select_sihs(planted_result, nulls=("nonexistent",))
+
+
+def test_top_k(planted_result):
+    sel = top_k_heads(planted_result, 2)
+    s = sel.sets["planted/forward"]
+    assert len(s) == 2 and (0, 0) in s
+    assert sel.table.iloc[0].ri > 0.99 and sel.rule == "top-k"
+    with pytest.raises(AblateError):
+        top_k_heads(planted_result, 0)
