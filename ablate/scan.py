@@ -1,0 +1,228 @@
+"""Scan head scores of one model or of every checkpoint of a series into tidy tables.
+
+Scores per head: relation index per (relation, direction), its null(s) (``baseline``: fake tail;
+optionally ``shuffled``), ``copying`` and ``prefix_matching``. Output columns:
+``step, tokens_seen, score, relation, direction, layer, head, value, n_events``.
+
+Series scan (:func:`scan_series`) writes ``RUN/parts/step_<N>.parquet`` per checkpoint, each
+committed atomically (temporary file + ``os.replace``), skips checkpoints whose part exists
+(resumable: a killed scan loses at most the checkpoint in progress), then combines the parts
+into ``RUN/head_scores.parquet`` (also atomic). ``RUN/scan_config.json`` records the settings;
+resuming with different settings is refused.
+
+Series discovery uses :class:`checkpoints.series.CheckpointSeries` when that module is present
+(``series.json`` manifest or ``step_N`` folders), else :func:`discover_series` here (same
+conventions, minimal).
+
+Sentences are parsed with spaCy once per scan; the word-level triplets are re-aligned to each
+checkpoint's tokenizer (cached by vocabulary), so the parse cost is paid once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from ablate.errors import AblateError
+from ablate.relations import FORWARD, REVERSE, WordTriplet, align_triplets
+
+__all__ = ["ScanConfig", "COLUMNS", "parse_for_scan", "scan_model", "discover_series", "scan_series",
+           "write_parquet_atomic"]
+
+COLUMNS = ["step", "tokens_seen", "score", "relation", "direction", "layer", "head", "value", "n_events"]
+
+
+@dataclass
+class ScanConfig:
+    """Settings of a scan (all stored in ``scan_config.json``).
+
+    Attributes:
+        sentences: sentence source for :func:`ablate.syntax.load_sentences` (None: shipped file).
+        n_sentences: seeded subsample size (None: all).
+        relations: syntactic relations (None: subj, obj, mod).
+        directions: ``("forward", "reverse")`` by default.
+        tau, tau_percentile: the QK gate (see :func:`ablate.relation_index.relation_index`).
+        nulls: RI nulls to compute (``baseline`` always recommended).
+        copying, prefix_matching: also compute these scores.
+        n_random, random_length: random sequences for copying / prefix matching.
+        max_tokens: drop longer sentences.
+        batch_size: sentences per forward pass.
+        pipeline: spaCy pipeline name (None: default).
+        seed: sentence subsample, shuffled-tail null and random sequences.
+    """
+
+    sentences: str | None = None
+    n_sentences: int | None = None
+    relations: list[str] | None = None
+    directions: list[str] = field(default_factory=lambda: [FORWARD, REVERSE])
+    tau: float | None = 2.2
+    tau_percentile: float | None = None
+    nulls: list[str] = field(default_factory=lambda: ["baseline"])
+    copying: bool = True
+    prefix_matching: bool = True
+    n_random: int = 32
+    random_length: int = 24
+    max_tokens: int = 64
+    batch_size: int = 16
+    pipeline: str | None = None
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_for_scan(config: ScanConfig) -> list[WordTriplet]:
+    """Load and parse the configured sentences once (tokenizer-independent triplets)."""
+    from ablate.syntax import load_sentences, parse_word_triplets
+
+    sents = load_sentences(config.sentences, n=config.n_sentences, seed=config.seed)
+    return parse_word_triplets(sents, relations=config.relations, pipeline=config.pipeline)
+
+
+def scan_model(handle: Any, word_triplets: Sequence[WordTriplet], config: ScanConfig = ScanConfig(),
+               *, progress: bool = False) -> pd.DataFrame:
+    """All head scores of one model as a tidy frame (columns :data:`COLUMNS` minus step/tokens_seen)."""
+    from ablate.copying import copying_score, prefix_matching_score
+    from ablate.relation_index import relation_index
+
+    triplets, report = align_triplets(word_triplets, handle.tokenizer, max_tokens=config.max_tokens,
+                                      directions=tuple(config.directions))
+    res = relation_index(handle, triplets, tau=config.tau, tau_percentile=config.tau_percentile,
+                         nulls=tuple(config.nulls), batch_size=config.batch_size, seed=config.seed,
+                         progress=progress)
+    frames = [res.frame()]
+    if config.copying:
+        frames.append(copying_score(handle, n_sequences=config.n_random, length=config.random_length,
+                                    seed=config.seed, batch_size=config.batch_size).frame())
+    if config.prefix_matching:
+        frames.append(prefix_matching_score(handle, n_sequences=config.n_random, length=config.random_length,
+                                            seed=config.seed, batch_size=config.batch_size).frame())
+    df = pd.concat(frames, ignore_index=True)
+    df.attrs["alignment"] = report.summary()
+    return df
+
+
+def discover_series(folder: str | os.PathLike) -> list[tuple[int, int | None, Path]]:
+    """``(step, tokens_seen, path)`` of a series folder: ``series.json`` if present (a list of
+    ``{"step", "tokens_seen", "path"}`` or ``{"checkpoints": [...]}``), else ``step_N`` folders.
+
+    Uses :class:`checkpoints.series.CheckpointSeries` when importable.
+
+    Raises:
+        AblateError: the folder is missing or holds no checkpoints.
+    """
+    root = Path(folder)
+    try:
+        from checkpoints.series import CheckpointSeries
+    except ImportError:
+        CheckpointSeries = None
+    if CheckpointSeries is not None:
+        try:
+            s = CheckpointSeries.from_local(root)
+        except Exception as e:
+            raise AblateError(f"could not read checkpoint series {root}: {e}") from e
+        return [(cp.step, cp.tokens_seen, Path(s.local_path(cp))) for cp in s]
+    if not root.is_dir():
+        raise AblateError(f"series folder not found: {root}")
+    man = root / "series.json"
+    if man.is_file():
+        data = json.loads(man.read_text())
+        entries = data["checkpoints"] if isinstance(data, dict) else data
+        out = [(int(e["step"]), e.get("tokens_seen"), root / e.get("path", f"step_{e['step']}")) for e in entries]
+    else:
+        out = [(int(m.group(1)), None, p) for p in root.iterdir()
+               if p.is_dir() and (m := re.match(r"^step[_-]?(\d+)$", p.name))]
+    if not out:
+        raise AblateError(f"{root} has no series.json and no step_N sub-folders")
+    return sorted(out, key=lambda x: x[0])
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    """Write ``df`` to ``path`` via a temporary file and ``os.replace`` (never a partial file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _check_config(out: Path, config: ScanConfig) -> None:
+    cfg = out / "scan_config.json"
+    want = config.as_dict()
+    if cfg.is_file():
+        have = json.loads(cfg.read_text())
+        if have != want:
+            diff = {k: (have.get(k), want.get(k)) for k in want if have.get(k) != want.get(k)}
+            raise AblateError(f"{out} holds a scan with other settings {diff} (old, new); resume with the same "
+                              "settings or choose another --out folder")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = cfg.with_suffix(".tmp")
+        tmp.write_text(json.dumps(want, indent=1))
+        os.replace(tmp, cfg)
+
+
+def _vocab_key(tok: Any) -> str:
+    return hashlib.sha1(json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()
+
+
+def scan_series(series: str | os.PathLike | None, out: str | os.PathLike, config: ScanConfig = ScanConfig(), *,
+                steps: Sequence[int] | None = None, model: str | os.PathLike | None = None,
+                progress: bool = True) -> Path:
+    """Scan every checkpoint (or one ``model``) into ``out/head_scores.parquet``; resumable.
+
+    Args:
+        series: series folder (``step_N`` folders and/or ``series.json``); None with ``model``.
+        out: run folder.
+        config: :class:`ScanConfig`.
+        steps: only these steps (default all).
+        model: a single model (folder or GGUF file) instead of a series (step 0).
+
+    Returns:
+        Path of the combined ``head_scores.parquet``.
+    """
+    from tqdm.auto import tqdm
+
+    from ablate.model import load_model
+
+    out = Path(out)
+    if (series is None) == (model is None):
+        raise AblateError("pass exactly one of a series folder (--series) or a single model (--model)")
+    if model is not None:
+        cps = [(0, None, Path(model))]
+    else:
+        cps = discover_series(series)
+        if steps is not None:
+            have = {s for s, _, _ in cps}
+            missing = sorted(set(steps) - have)
+            if missing:
+                raise AblateError(f"steps {missing} are not in the series {series} (has {sorted(have)})")
+            cps = [c for c in cps if c[0] in set(steps)]
+    _check_config(out, config)
+    parts = out / "parts"
+    words: list[WordTriplet] | None = None
+    bar = tqdm(cps, desc="checkpoints", disable=not progress)
+    for step, tokens_seen, path in bar:
+        part = parts / f"step_{step}.parquet"
+        if part.exists():
+            continue
+        bar.set_postfix_str(f"step {step}")
+        if words is None:
+            words = parse_for_scan(config)
+        handle = load_model(path)
+        df = scan_model(handle, words, config, progress=progress)
+        df.insert(0, "tokens_seen", tokens_seen)
+        df.insert(0, "step", step)
+        df["tokens_seen"] = df["tokens_seen"].astype("Int64")
+        write_parquet_atomic(df[COLUMNS], part)
+    frames = [pd.read_parquet(parts / f"step_{s}.parquet") for s, _, _ in cps]
+    combined = pd.concat(frames, ignore_index=True)
+    dest = out / "head_scores.parquet"
+    write_parquet_atomic(combined, dest)
+    return dest

@@ -1,0 +1,64 @@
+"""`ablate scan`: tidy head_scores.parquet over a series, resumable per checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from ablate.scan import COLUMNS, ScanConfig, discover_series, scan_series
+from ablate.scan_cli import scan_command
+from ablate.testing import tiny_model, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    root = tmp_path_factory.mktemp("series")
+    tok = tiny_tokenizer()
+    for i, step in enumerate((0, 100)):
+        m = tiny_model("llama", vocab_size=len(tok), seed=i)
+        m.save_pretrained(root / f"step_{step}")
+        tok.save_pretrained(root / f"step_{step}")
+    (root / "series.json").write_text(json.dumps({"format": "checkpoint-series/1", "checkpoints": [
+        {"step": 0, "tokens_seen": 0, "path": "step_0"}, {"step": 100, "tokens_seen": 51200, "path": "step_100"}]}))
+    return root
+
+
+def test_discover(series):
+    assert [(s, t) for s, t, _ in discover_series(series)] == [(0, 0), (100, 51200)]
+
+
+def test_scan_cli_tidy_and_resumable(series, tmp_path):
+    out = tmp_path / "run"
+    args = ["--series", str(series), "--out", str(out), "--n-sentences", "12", "--tau", "0", "--seed", "1"]
+    r = CliRunner().invoke(scan_command, args)
+    assert r.exit_code == 0, r.output
+    df = pd.read_parquet(out / "head_scores.parquet")
+    assert list(df.columns) == COLUMNS
+    assert set(df.step) == {0, 100} and set(df.tokens_seen) == {0, 51200}
+    assert set(df.score) == {"relation_index", "baseline", "copying", "prefix_matching"}
+    assert {"subj", "obj", "mod"} <= set(df.relation) and {"forward", "reverse"} <= set(df.direction)
+    ri = df[df.score == "relation_index"]
+    assert ri.value.dropna().between(0, 1).all() and (ri.n_events >= 0).all()
+    # resume: parts are not recomputed
+    part = out / "parts" / "step_100.parquet"
+    mtime = part.stat().st_mtime_ns
+    (out / "head_scores.parquet").unlink()
+    r = CliRunner().invoke(scan_command, args)
+    assert r.exit_code == 0 and part.stat().st_mtime_ns == mtime
+    assert len(pd.read_parquet(out / "head_scores.parquet")) == len(df)
+    # other settings on the same run folder are refused
+    r = CliRunner().invoke(scan_command, args[:-2] + ["--seed", "2"])
+    assert r.exit_code != 0 and "other settings" in r.output
+
+
+def test_scan_steps_and_errors(series, tmp_path):
+    cfg = ScanConfig(n_sentences=6, copying=False, prefix_matching=False, tau=None)
+    p = scan_series(series, tmp_path / "r", cfg, steps=[100], progress=False)
+    assert set(pd.read_parquet(p).step) == {100}
+    with pytest.raises(Exception, match="not in the series"):
+        scan_series(series, tmp_path / "r2", cfg, steps=[7], progress=False)
+    with pytest.raises(Exception, match="exactly one"):
+        scan_series(None, tmp_path / "r3", cfg)
