@@ -11,8 +11,8 @@ Prefix-matching score (Olsson et al. 2022), per head:
     give about ``1 / i`` (~0.02 for L = 30).
 
 Repeated-segment loss:
-    Mean next-token loss (nats) on the tokens of the first copy of ``s`` (predicting
-    ``s[1:]``) and of the second copy (predicting ``s[0:]`` after the first copy). The drop is
+    Mean next-token loss (nats) on predicting ``s[1:]`` in the first copy and in the second
+    copy. The drop is
     ``first - second``; a working induction circuit makes it large (copying is free).
 
 Pattern discovery (PD) on held-out words (:func:`checkpoints.wordlists.split_words`):
@@ -21,6 +21,8 @@ Pattern discovery (PD) on held-out words (:func:`checkpoints.wordlists.split_wor
     equals ``" d"``. Chance within the label set is 1/2.
     ``order``: the paper's binary (fruit, month) task ``"E1, E2: 0"`` / ``"E2, E1: 1"`` with
     held-out words; chance 1/2.
+    ``single`` on *training* words is reported too (``pd_single_train``), as a diagnostic of
+    whether the model reads the mapping at all.
 
 Usage::
 
@@ -78,8 +80,8 @@ def repeated_segment_loss(model, tokenizer, n_seqs: int = 16, length: int = 30, 
     """Mean loss (nats) on the first and on the second copy of a repeated random segment.
 
     Returns:
-        ``(first_copy_loss, second_copy_loss)``; first averages over predicting ``s[1:]``,
-        second over predicting all of ``s`` again.
+        ``(first_copy_loss, second_copy_loss)``: mean loss of predicting ``s[1:]`` in the first
+        and in the second copy (the same 29 tokens for L = 30).
     """
     import torch
 
@@ -91,23 +93,23 @@ def repeated_segment_loss(model, tokenizer, n_seqs: int = 16, length: int = 30, 
     lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     nll = -lp.gather(-1, ids[:, 1:, None])[..., 0]  # nll[:, t] predicts ids[:, t+1]
     first = nll[:, 1:length].mean().item()  # predicts s[1:]
-    second = nll[:, length : 2 * length].mean().item()  # predicts the second copy
+    second = nll[:, length + 1 : 2 * length].mean().item()  # predicts s[1:] of the second copy
     return first, second
 
 
-def _pd_prompts(task: str, shots: int, n: int, seed: int):
+def _pd_prompts(task: str, shots: int, n: int, seed: int, part: str = "heldout"):
     rng = np.random.default_rng(seed)
     prompts = []
     for _ in range(n):
         if task == "single":
             cats = [list(CATEGORIES)[i] for i in rng.choice(len(CATEGORIES), 2, replace=False)]
             labels = [str(d) for d in rng.choice(10, 2, replace=False)]
-            words = [split_words(c, "heldout") for c in cats]
+            words = [split_words(c, part) for c in cats]
 
             def line(i):
                 return f"{words[i][rng.integers(len(words[i]))]}:", labels[i]
         elif task == "order":
-            words = [split_words("fruit", "heldout"), split_words("month", "heldout")]
+            words = [split_words("fruit", part), split_words("month", part)]
             labels = ["0", "1"]
 
             def line(i):
@@ -126,13 +128,17 @@ def _pd_prompts(task: str, shots: int, n: int, seed: int):
     return prompts
 
 
-def pattern_discovery(model, tokenizer, task: str = "single", shots: int = 10, n: int = 64, seed: int = 2) -> float:
+def pattern_discovery(model, tokenizer, task: str = "single", shots: int = 10, n: int = 64, seed: int = 2,
+                      part: str = "heldout") -> float:
     """Exact-label accuracy of the greedy next token on held-out-word few-shot prompts.
 
     Args:
         task: ``"single"`` or ``"order"`` (see the module docstring).
         shots: Demonstration lines before the query.
         n: Number of prompts.
+        seed: Seed of the prompts.
+        part: ``"heldout"`` (the measurement) or ``"train"`` (diagnostic: words the recipe's
+            labelled documents use).
 
     Returns:
         Accuracy in [0, 1]; chance within the label set is 0.5.
@@ -140,7 +146,7 @@ def pattern_discovery(model, tokenizer, task: str = "single", shots: int = 10, n
     import torch
 
     correct = 0
-    for prompt, answer in _pd_prompts(task, shots, n, seed):
+    for prompt, answer in _pd_prompts(task, shots, n, seed, part):
         ids = tokenizer(prompt, return_tensors="pt").input_ids
         target = tokenizer.encode(answer, add_special_tokens=False)
         with torch.no_grad():
@@ -163,6 +169,7 @@ class ProbeRow:
     copy_drop: float
     pd_single: float
     pd_order: float
+    pd_single_train: float
 
 
 def probe_series(series, shots: int = 10, n_pd: int = 64) -> list[ProbeRow]:
@@ -185,6 +192,7 @@ def probe_series(series, shots: int = 10, n_pd: int = 64) -> list[ProbeRow]:
             copy_first=first, copy_second=second, copy_drop=first - second,
             pd_single=pattern_discovery(model, tok, "single", shots, n_pd),
             pd_order=pattern_discovery(model, tok, "order", shots, n_pd),
+            pd_single_train=pattern_discovery(model, tok, "single", shots, n_pd, part="train"),
         ))
     return rows
 
@@ -208,12 +216,12 @@ def main(argv=None) -> None:
     torch.set_num_threads(a.threads)
     series = CheckpointSeries.from_local(a.series).every(a.every)
     rows = probe_series(series, a.shots, a.n_pd)
-    hdr = f"{'step':>6} {'tokens':>10} {'evalL':>6} {'head':>5} {'PM':>5} {'1st':>6} {'2nd':>6} {'drop':>6} {'PDs':>5} {'PDo':>5}"
+    hdr = f"{'step':>6} {'tokens':>10} {'evalL':>6} {'head':>5} {'PM':>5} {'1st':>6} {'2nd':>6} {'drop':>6} {'PDs':>5} {'PDo':>5} {'PDst':>5}"
     print(hdr)
     for r in rows:
         ev = f"{r.eval_loss:.3f}" if r.eval_loss is not None else "  -  "
         print(f"{r.step:>6} {r.tokens_seen or 0:>10} {ev:>6} {r.best_head:>5} {r.prefix_matching:5.2f} "
-              f"{r.copy_first:6.2f} {r.copy_second:6.2f} {r.copy_drop:6.2f} {r.pd_single:5.2f} {r.pd_order:5.2f}")
+              f"{r.copy_first:6.2f} {r.copy_second:6.2f} {r.copy_drop:6.2f} {r.pd_single:5.2f} {r.pd_order:5.2f} {r.pd_single_train:5.2f}")
     if a.csv:
         import csv
 
