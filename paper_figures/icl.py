@@ -15,6 +15,7 @@ metrics. Used columns (others ignored, optional ones may be missing):
                        ``metric="cont"``); a long table (``metric``/``value``) is pivoted
 ``chance``             chance level of PD (or ``pd_floor`` / ``pd_chance``); drawn as a line
 ``lr``                 loss reduction, e.g. on ``task == "lr_docs"`` rows
+``lr_prompt``          in-prompt loss reduction: the LR panel's fallback when no ``lr`` exists
 =====================  ====================================================================
 
 ``results`` (producer :mod:`experiments.tidy`): its **clean** rows give the same summary when there
@@ -104,6 +105,14 @@ def lr_rows(icl: pd.DataFrame, results: pd.DataFrame | None = None) -> pd.DataFr
     return r
 
 
+def prompt_lr_rows(icl: pd.DataFrame) -> pd.DataFrame:
+    """Fallback LR: in-prompt loss reduction ``lr_prompt`` (first - last demonstrations' answer loss)."""
+    if "lr_prompt" not in icl.columns:
+        return icl.iloc[:0]
+    r = icl[(icl["task"] != LR_TASK) & np.isfinite(pd.to_numeric(icl["lr_prompt"], errors="coerce"))]
+    return r.assign(lr=pd.to_numeric(r["lr_prompt"], errors="coerce"))
+
+
 def _metric_cols(metric: str) -> tuple[str, str]:
     if metric not in ("binary", "cont"):
         raise ValueError(f"paper_figures.icl: metric must be 'binary' (fc/pd) or 'cont' (fc_cont/pd_cont), got {metric!r}.")
@@ -134,6 +143,10 @@ def icl_levels(icl_summary: pd.DataFrame | None, *, results: pd.DataFrame | None
     icl = normalise_icl(icl_summary) if icl_summary is not None else icl_from_results(results)
     fc, pdm = _metric_cols(metric)
     lr = lr_rows(icl, results)
+    lr_label = "Loss early - loss late (nats)"
+    if lr.empty:
+        lr = prompt_lr_rows(icl)
+        lr_label = "In-prompt LR: demo loss first - last"
     prompts = icl[icl["task"] != LR_TASK]
     if shots is not None:
         prompts = prompts[prompts["shots"].isin(shots)]
@@ -150,7 +163,7 @@ def icl_levels(icl_summary: pd.DataFrame | None, *, results: pd.DataFrame | None
         else:
             empty_panel(ax, "no LR rows\n(icl_summary 'lr' or results lr_docs)")
         ax.set_title(ABILITY_LABELS["lr"])
-        ax.set_ylabel("Loss early - loss late (nats)")
+        ax.set_ylabel(lr_label)
         handles = None
         for ax, col, key in ((axes[1], fc, "fc"), (axes[2], pdm, "pd")):
             p = prompts[np.isfinite(prompts[col])]

@@ -55,11 +55,14 @@ def training_axis(df: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
     Returns:
         (rows to plot, x column, axis label).
     """
-    if "tokens_seen" in df.columns and (pd.to_numeric(df["tokens_seen"], errors="coerce") > 0).any():
-        t = pd.to_numeric(df["tokens_seen"], errors="coerce")
-        return df[t > 0].assign(tokens_seen=t[t > 0].astype(float)), "tokens_seen", "Tokens seen"
-    s = pd.to_numeric(df["step"], errors="coerce")
-    return df[s > 0].assign(step=s[s > 0].astype(float)), "step", "Training step"
+    if "tokens_seen" in df.columns:
+        t = pd.to_numeric(df["tokens_seen"], errors="coerce").astype(float)  # nullable Int64 -> NaN
+        ok = (t > 0).to_numpy()
+        if ok.any():
+            return df[ok].assign(tokens_seen=t[ok]), "tokens_seen", "Tokens seen"
+    s = pd.to_numeric(df["step"], errors="coerce").astype(float)
+    ok = (s > 0).to_numpy()
+    return df[ok].assign(step=s[ok]), "step", "Training step"
 
 
 def head_label(layer, head) -> pd.Series | str:

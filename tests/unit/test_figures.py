@@ -300,3 +300,35 @@ def test_figures_command(tables, tmp_path):
     assert res.exit_code == 0, res.output
     assert "skipped ri_heatmaps" in res.output and "file(s) written" in res.output
     assert (run / "figures" / "icl_levels.png").exists() and (run / "figures" / "emergence_timeline.png").exists()
+
+
+def test_real_producer_shapes(tables, tmp_path):
+    """icl_summary as ablate.icl.summarize writes it (conditions, kind, SEMs, lr_prompt; no lr) and
+    head_scores with nullable Int64 tokens_seen (a checkpoint of unknown tokens) as ablate.scan writes."""
+    from ablate.icl import summarize
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for step in (0, 100, 1000, 5000, 10000):
+        for task, k in (("binary_fruit_month", 2), ("four_class", 4)):
+            for shots in (0, 2, 5):
+                for control in ("clean", "shuffled", "nolabel"):
+                    for cond in ("clean", "L1H0+L2H3"):
+                        for item in range(4):
+                            p = min(1.0, 0.2 + step / 12000 * shots / 5)
+                            rows.append({"step": step, "tokens_seen": step * 1000, "task": task, "kind": "pattern",
+                                         "shots": shots, "item": item, "control": control, "condition": cond,
+                                         "chance": 1 / k, "fc": float(rng.random() < p),
+                                         "pd": float(rng.random() < max(1 / k, p - 0.2)), "fc_cont": p,
+                                         "pd_cont": p / 2, "lr_prompt": 0.3 * p if shots else np.nan})
+    items = pd.DataFrame(rows).astype({"tokens_seen": "Int64"})
+    summary = summarize(items)
+    fig = icl_levels(summary)
+    assert fig.axes[0].get_ylabel().startswith("In-prompt LR") and fig.axes[0].lines
+    check_figure(fig, tmp_path, "icl_real")
+    check_figure(accuracy_vs_shots(summary), tmp_path, "shots_real")
+    hs = tables["head_scores"].astype({"tokens_seen": "Int64"})
+    hs.loc[hs["step"] == 500, "tokens_seen"] = pd.NA
+    fig = score_curves(hs)
+    check_figure(fig, tmp_path, "curves_na")
+    check_figure(ri_heatmaps(hs, step=500), tmp_path, "ri_na")
