@@ -29,6 +29,8 @@ Vectorisation: a^{h,j} depends on (sentence, j, h, t_o) only through p^{h,j}, wh
 ``(x W_V^h)`` then ``(W_O^h W_U)``, a ``d_head x vocab`` matrix per head, so the vocabulary
 projection costs d_head rather than d_model per token), and reused for every position, sentence
 and triplet. Steps 3-4 are masked tensor operations over ``[sentence, j, distinct token, head]``.
+The QK gates are evaluated first, so the vocabulary softmax is computed only for the tokens
+that are the current token of at least one gated (sentence, j) in that layer.
 
 Example::
 
@@ -459,11 +461,29 @@ def relation_index(handle: Any, triplets: Sequence[Triplet], *, tau: float | Non
     it = tqdm(list(enumerate(layers)), desc="relation index", leave=False, disable=not progress)
     sent_chunk = max(1, int((64 << 20) // max(1, T * N * H * 8)))
     for li, layer in it:
-        P = ov_context_probs(handle, layer, uniq_t, uniq_t, ov, dtype=precision)  # [U, H, U]
+        # gates first: which (sentence, j) are scored by some head decides which tokens need p
+        gates: dict[str, torch.Tensor] = {}
+        need = torch.zeros(S, T)
+        for name, d in items.items():
+            tb = d["tb"]
+            am = amax[li, tb].transpose(1, 2)  # [k, T, H]
+            gate = torch.gather(d["span"], 1, am.reshape(len(tb), -1)).reshape(am.shape)  # argmax in head span
+            if tau is not None:
+                gate &= dom[li, tb].transpose(1, 2) > tau
+            gate &= (pos[None, :] >= d["jmin"][:, None])[:, :, None]
+            gate &= real[tb][:, :, None]
+            gates[name] = gate
+            need.index_add_(0, tb, gate.any(-1).float())
+        needed_rows = torch.unique(rows_g[need > 0])  # global indices of current tokens with events
+        if len(needed_rows) == 0:
+            continue
+        P = ov_context_probs(handle, layer, uniq_t[needed_rows], uniq_t, ov, dtype=precision)  # [R, H, U]
+        rowmap = torch.zeros(len(uniq), dtype=torch.long)
+        rowmap[needed_rows] = torch.arange(len(needed_rows))
         for c0 in range(0, S, sent_chunk):
             c1 = min(S, c0 + sent_chunk)
-            rg, cg, m = rows_g[c0:c1], cols_g[c0:c1], cmask[c0:c1]
-            Pg = P[rg[:, :, None], :, cg[:, None, :]]  # [Sc, T, N, H]
+            rg, cg, m = rowmap[rows_g[c0:c1]], cols_g[c0:c1], cmask[c0:c1]
+            Pg = P[rg[:, :, None], :, cg[:, None, :]]  # [Sc, T, N, H] (rows without events: dummy, gated out)
             mf = m.to(precision)[..., None]  # [Sc, T, N, 1]
             cnt = mf.sum(2).clamp(min=1)  # [Sc, T, 1]
             mean = (Pg * mf).sum(2) / cnt  # [Sc, T, H]
@@ -475,14 +495,8 @@ def relation_index(handle: Any, triplets: Sequence[Triplet], *, tau: float | Non
                 sel = (d["tb"] >= c0) & (d["tb"] < c1)
                 if not sel.any():
                     continue
-                tb, tail, jmin, span = d["tb"][sel], d["tail"][sel], d["jmin"][sel], d["span"][sel]
+                tb, tail, gate = d["tb"][sel], d["tail"][sel], gates[name][sel]
                 a = R[tb - c0, :, tail, :]  # [k, T, H]
-                am = amax[li, tb].transpose(1, 2)  # [k, T, H]
-                gate = torch.gather(span, 1, am.reshape(len(tb), -1)).reshape(am.shape)  # [k, T, H]
-                if tau is not None:
-                    gate &= dom[li, tb].transpose(1, 2) > tau
-                gate &= (pos[None, :] >= jmin[:, None])[:, :, None]
-                gate &= real[tb][:, :, None]
                 kk = d["k"][sel]
                 sums[name][kk, li] = (a.double() * gate).sum(1)
                 counts[name][kk, li] = gate.sum(1)
