@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from .inputs import pick_step, step_label
-from .style import COLUMN_WIDTH, TEXT_WIDTH, condition_palette, empty_panel, paper_style
+from .style import CONDITION_ORDER, COLUMN_WIDTH, TEXT_WIDTH, condition_palette, empty_panel, paper_style
 
 ABILITY_ORDER = ("lr", "fc", "pd")
 
@@ -43,12 +43,18 @@ def _p_note(sig: pd.DataFrame | None, step: int, op: str) -> str:
     from stats.tables import p_phrase
 
     s = sig[(sig["step"] == step) & (sig["operator"].astype(str) == op)]
+    s = s.assign(_o=s["condition"].map({c: i for i, c in enumerate(CONDITION_ORDER)}).fillna(9)).sort_values("_o")
     parts = []
     for r in s.itertuples(index=False):
-        p = float(getattr(r, "p_holm", np.nan))
-        p = p if np.isfinite(p) else float(r.p_iut)
-        parts.append(f"{r.condition} {p_phrase(p)}")
-    return ("PD > LR & FC: " + ", ".join(parts)) if parts else ""
+        # the corrected p the significance table reports: Holm (pre-registered) or BH (exploratory)
+        for col, tag in (("p_holm", " (Holm)"), ("p_bh", " (BH)"), ("p_iut", " (uncorrected)")):
+            p = float(getattr(r, col, np.nan))
+            if np.isfinite(p):
+                break
+        else:
+            tag = ""
+        parts.append(f"{r.condition}: {p_phrase(p)}{tag}")
+    return ("PD > LR & FC?\n" + "\n".join(parts)) if parts else ""
 
 
 def ablation_drops(results: pd.DataFrame, *, step: int | None = None, operators: list[str] | None = None,
@@ -61,7 +67,8 @@ def ablation_drops(results: pd.DataFrame, *, step: int | None = None, operators:
         step: checkpoint (default: the final one with ablated rows).
         operators: operators to show, one panel each (default all, e.g. mean, resample, zero).
         normalised: normalised drops (default) or raw clean - ablated.
-        significance: RUN/tables/significance_tidy.csv, to note the IUT p (Holm) per condition.
+        significance: RUN/tables/significance_tidy.csv, to note the IUT p per condition under each
+            panel (Holm for pre-registered steps, BH for exploratory ones, as in the table).
         n_boot: bootstrap replicates of the CIs.
 
     Returns:

@@ -199,7 +199,7 @@ def test_ablation_drops(tables, tmp_path):
     fig = ablation_drops(tables["results"], significance=sig, n_boot=200)
     assert [ax.get_title() for ax in fig.axes] == ["mean ablation", "zero ablation"]
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["target", "induction", "random (R = 3)"]
-    assert "target p = .012" in fig.axes[0].get_xlabel() and "induction p = .300" in fig.axes[0].get_xlabel()
+    assert fig.axes[0].get_xlabel() == "PD > LR & FC?\ntarget: p = .012 (Holm)\ninduction: p = .300 (uncorrected)"
     check_figure(fig, tmp_path, "ablation")
     fig = ablation_drops(tables["results"], step=1000, operators=["mean"], normalised=False, n_boot=200)
     assert fig.axes[0].get_ylabel() == "Drop (clean - ablated)"
