@@ -256,12 +256,25 @@ def _skewed_random_model(tok, labels_text, seed=0):
     return ModelHandle.from_hf(m, tok)
 
 
+def _noisy_copy_model(kind, tok):
+    """The copy-previous-label model with Gaussian noise on the unembedding: the greedy path
+    sometimes follows a label and sometimes leaves the label set (item-dependent)."""
+    if kind == "word":
+        h, sig = planted_model(tok, copy_labels=tuple("0123456789") + ("true", "false")), 0.15
+    else:
+        h, sig = planted_model(tok, bigram={":": " "}, copy_labels=tuple("0123456789")), 0.3
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        h.hf.lm_head.weight += sig * torch.randn(h.hf.lm_head.weight.shape, generator=g)
+    return h
+
+
 @pytest.mark.parametrize("kind", ["word", "split"])
 def test_matches_literal_greedy_oracle(kind, word_tok, split_tok):
     tok = word_tok if kind == "word" else split_tok
-    h = _skewed_random_model(tok, [" 0", " 1", " 2", " 3", " true", " false"] + [f" {c}" for c in "BCDFGHJKLMNPQRSTVWXZ"])
-    items = _items(tasks=("binary_fruit_month", "four_fruit_month", "rel_subj", "pd_category_letter"),
-                   shots=(0, 5), n_items=2, controls=("clean",))
+    h = _noisy_copy_model(kind, tok)
+    items = _items(tasks=("binary_fruit_month", "four_fruit_month", "rel_subj"),
+                   shots=(0, 1, 5), n_items=4, controls=("clean",))
     df = evaluate_items(h, items, batch_size=7)
     lit = pd.DataFrame([_literal(h, it) for it in items])
     assert list(df["output"]) == list(lit["output"])
@@ -269,8 +282,8 @@ def test_matches_literal_greedy_oracle(kind, word_tok, split_tok):
     np.testing.assert_array_equal(df["pd"].values, lit["pd"].values)
     for c in ("gold_logprob", "fc_cont", "pd_cont"):
         np.testing.assert_allclose(df[c].values, lit[c].values, rtol=1e-4, atol=1e-5)
-    # non-trivial: the greedy path lands in and out of the label set
-    assert 0 < df["fc"].mean() or kind == "split"
+    # non-trivial: the greedy path lands in and out of the label set, right and wrong
+    assert 0 < df["fc"].mean() < 1 and 0 < df["pd"].mean() < df["fc"].mean()
 
 
 @pytest.mark.parametrize("kind", ["word", "split"])
@@ -299,6 +312,15 @@ def test_conditions_batched_equal_alone_and_clean_equals_plain(word_tok):
     lit = pd.DataFrame([_literal(h, it) for it in items])
     np.testing.assert_allclose(clean["gold_logprob"], lit["gold_logprob"], rtol=1e-5, atol=1e-5)
     assert not np.allclose(abl["gold_logprob"], clean["gold_logprob"])
+    # mean ablation with a reference batch of other prompts
+    from ablate import MeanAblate
+    from ablate.icl_metrics import prompt_batch
+
+    ref = prompt_batch(h, [it.prompt for it in make_items("binary_fruit_month", shots=(3,), n_items=4, seed=9,
+                                                          controls=("clean",))])
+    mean = evaluate_items(h, items, conditions=[MeanAblate("L0H1")], reference=ref)
+    assert np.isfinite(mean["gold_logprob"]).all()
+    assert not np.allclose(mean["gold_logprob"], clean["gold_logprob"])
 
 
 def test_in_prompt_loss_reduction_by_hand(word_tok):
