@@ -100,7 +100,11 @@ def run_cell(runner, handle, k: dict, key: str) -> pd.DataFrame:
     if kind == "heads":
         from experiments.heads import select_head_sets
 
-        return select_head_sets(handle, spec, step, runner.plan.tokens_seen.get(step))
+        fixed = None
+        final = runner.plan.steps[-1]
+        if spec.heads.select == "sih" and spec.heads.at == "final" and step != final:
+            fixed = runner.heads_for(final)[("target", -1)]
+        return select_head_sets(handle, spec, step, runner.plan.tokens_seen.get(step), fixed_target=fixed)
     op = k["op"]
     conds, meta = condition_block(runner, step, op, cell_seed(spec.seed, f"op={op}/step={step}"))
     reference = _reference_batch(handle, spec) if op == "mean" else None

@@ -40,18 +40,76 @@ def induction_heads(handle, k: int, seed: int = 0) -> tuple[HeadSet, dict]:
     return heads, details
 
 
+@lru_cache(maxsize=8)
+def _word_triplets(n_sentences: int, relations: tuple[str, ...], seed: int):
+    """Parse the shipped sentences once per process (tokenizer-independent, reused across steps)."""
+    from ablate.syntax import load_sentences, parse_word_triplets
+
+    sents = load_sentences(None, n=n_sentences, seed=seed)
+    return tuple(parse_word_triplets(sents, relations=list(relations)))
+
+
 def sih_heads(handle, spec, seed: int = 0) -> tuple[HeadSet, dict]:
-    """SIHs by the spec's selection rule (see :mod:`ablate.selection`)."""
-    from ablate.selection import select_sih_for_spec
+    """SIHs of one checkpoint by the spec's rule.
 
-    return select_sih_for_spec(handle, spec.heads, seed=seed)
+    Relation index (tau = 2.2 gate, real attention patterns) on spaCy-parsed sentences for the
+    spec's relations, forward direction, with the fake-tail (``baseline``) null -- plus the
+    shuffled-tail null for the ``fdr`` rule.
+
+    * ``topk``: the k heads with the largest ``max_r [RI_h(r) - RI_h^baseline(r)]`` (RI above its
+      fake-tail baseline, best relation), among heads where that excess is positive.
+    * ``fdr``: :func:`ablate.selection.select_sihs` (per-triplet Wilcoxon above every null,
+      Benjamini-Hochberg per relation, minimum effect), union over relations; if more than k heads
+      pass, the k with the largest effect are kept.
+    """
+    import numpy as np
+
+    from ablate.relation_index import relation_index
+    from ablate.relations import align_triplets
+    from ablate.selection import select_sihs
+
+    h = spec.heads
+    words = _word_triplets(h.n_sentences, tuple(h.relations), seed)
+    triplets, report = align_triplets(list(words), handle.tokenizer, max_tokens=64, directions=("forward",))
+    nulls = ("baseline", "shuffled") if h.rule == "fdr" else ("baseline",)
+    res = relation_index(handle, triplets, tau=2.2, nulls=nulls, seed=seed)
+    rels = [r for r in h.relations if (r, "forward") in res.groups()]
+    excess = np.full((len(res.layers), res.n_heads), -np.inf)
+    per_rel = {}
+    for r in rels:
+        d = (res.ri(r, "forward") - res.ri(r, "forward", "baseline")).numpy()
+        per_rel[r] = d
+        excess = np.fmax(excess, np.nan_to_num(d, nan=-np.inf))
+    details = {"n_triplets": len(triplets), "alignment": report.summary() if hasattr(report, "summary") else str(report),
+               "relations": rels, "tau": 2.2}
+    if h.rule == "topk":
+        order = np.argsort(-excess, axis=None, kind="stable")
+        chosen = [divmod(int(i), res.n_heads) for i in order[: h.k] if excess.flat[int(i)] > 0]
+        heads = HeadSet((res.layers[li], hh) for li, hh in chosen)
+        details["rule"] = "top-k by max over relations of RI - fake-tail RI (positive only)"
+    else:
+        sel = select_sihs(res, nulls=nulls, alpha=h.alpha, min_effect=h.min_effect,
+                          groups=[(r, "forward") for r in rels])
+        passed = [(excess[res.layers.index(x.layer), x.head], x.layer, x.head) for x in sel.sets["all"]]
+        passed.sort(key=lambda t: (-t[0], t[1], t[2]))
+        heads = HeadSet((l, hh) for _, l, hh in passed[: h.k])
+        details["rule"] = "null-fdr"
+        details["selection"] = sel.report()
+    details["excess_of_selected"] = {str(HeadSet([x])): round(float(excess[res.layers.index(x.layer), x.head]), 4)
+                                     for x in heads}
+    return heads, details
 
 
-def select_head_sets(handle, spec, step: int, tokens_seen, final_handle_loader=None) -> pd.DataFrame:
+def select_head_sets(handle, spec, step: int, tokens_seen, fixed_target: HeadSet | None = None) -> pd.DataFrame:
+    """Rows of the ``heads/step=S`` cell (see module docstring)."""
     h = spec.heads
     a = handle.adapter
     rows = []
-    if h.select == "explicit":
+    if fixed_target is not None:
+        target = fixed_target
+        tdet = {"selected_at": "final checkpoint"}
+        rule = h.rule
+    elif h.select == "explicit":
         target = HeadSet.parse(h.explicit[0]).validate(a.n_layers, a.n_heads)
         tdet = {"explicit": list(h.explicit)}
         rule = "explicit"
@@ -59,11 +117,13 @@ def select_head_sets(handle, spec, step: int, tokens_seen, final_handle_loader=N
         target, tdet = sih_heads(handle, spec, seed=spec.seed)
         rule = h.rule
     rows.append(("target", -1, str(target), len(target), rule, json.dumps(tdet, default=str)))
+    if len(target) == 0:  # nothing passed the rule: reported, and no random sets can be matched to it
+        tdet["note"] = "no head passed the selection rule at this checkpoint"
     ind = HeadSet()
     if h.induction:
         ind, idet = induction_heads(handle, min(h.k, a.n_layers * a.n_heads), seed=spec.seed)
         rows.append(("induction", -1, str(ind), len(ind), "prefix_matching+copying", json.dumps(idet)))
-    for ci, rs in enumerate(matched_random_sets(target, a.n_layers, a.n_heads, spec.controls.random_sets,
+    for ci, rs in enumerate([] if len(target) == 0 else matched_random_sets(target, a.n_layers, a.n_heads, spec.controls.random_sets,
                                                 seed=spec.seed * 1_000_003 + step)):
         rows.append(("random", ci, str(rs), len(rs), "matched_random", "{}"))
     df = pd.DataFrame(rows, columns=["role", "control_index", "head_set", "k", "rule", "details"])

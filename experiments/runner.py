@@ -113,8 +113,11 @@ def make_plan(spec: Spec) -> Plan:
         series_root = str(root)
     tasks = _resolve_tasks(spec)
     grid = []
+    if spec.heads.at == "final" and spec.heads.select == "sih":
+        grid.append(f"heads/step={steps[-1]}")  # the final checkpoint's SIHs are needed first
     for st in steps:
-        grid.append(f"heads/step={st}")
+        if f"heads/step={st}" not in grid:
+            grid.append(f"heads/step={st}")
         for op in spec.operators.all:
             grid.append(f"lr/step={st}/op={op}")
             for t in tasks:

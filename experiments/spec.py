@@ -233,6 +233,10 @@ def validate(spec: Spec) -> None:
     for op in (o.primary, *o.robustness):
         if op not in OPERATOR_NAMES:
             raise SpecError(f"{src}: key operators: unknown operator {op!r}{_suggest(op, OPERATOR_NAMES)}")
+    if o.patch:
+        raise SpecError(f"{src}: key operators.patch = true: patching clean activations into shuffled-label "
+                        "prompts is available in the Python API (ablate.Patch with run_conditions(..., "
+                        "source=clean_batch)) but not yet as a runner cell; set it to false")
     i = spec.icl
     if not i.shots or any((not isinstance(x, int)) or x < 0 for x in i.shots):
         raise SpecError(f"{src}: key icl.shots must be a non-empty list of non-negative integers, got {i.shots!r}")
