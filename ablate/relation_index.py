@@ -29,8 +29,8 @@ Vectorisation: a^{h,j} depends on (sentence, j, h, t_o) only through p^{h,j}, wh
 ``(x W_V^h)`` then ``(W_O^h W_U)``, a ``d_head x vocab`` matrix per head, so the vocabulary
 projection costs d_head rather than d_model per token), and reused for every position, sentence
 and triplet. Steps 3-4 are masked tensor operations over ``[sentence, j, distinct token, head]``.
-The QK gates are evaluated first, so the vocabulary softmax is computed only for the tokens
-that are the current token of at least one gated (sentence, j) in that layer.
+The QK gates are evaluated first, so the vocabulary softmax is computed only for the (token,
+head) pairs where that head has at least one gated (sentence, j) with that current token.
 
 Example::
 
@@ -124,8 +124,8 @@ def ov_input(handle: Any, layer: int, token_ids: torch.Tensor, ov: OVConfig,
 
 @torch.inference_mode()
 def ov_context_probs(handle: Any, layer: int, rows: torch.Tensor, cols: torch.Tensor, ov: OVConfig,
-                     *, dtype: torch.dtype = torch.float32, max_chunk_bytes: int = 256 << 20
-                     ) -> torch.Tensor:
+                     *, dtype: torch.dtype = torch.float32, max_chunk_bytes: int = 256 << 20,
+                     row_mask: torch.Tensor | None = None) -> torch.Tensor:
     """OV probabilities of every head, for source tokens ``rows``, read at tokens ``cols``.
 
     ``P[i, h, c] = softmax_vocab(x_{rows[i]} W_V^h W_O^h W_U)[cols[c]]`` (with the options of
@@ -138,6 +138,8 @@ def ov_context_probs(handle: Any, layer: int, rows: torch.Tensor, cols: torch.Te
         cols: token ids whose probabilities are kept ``[n_cols]``.
         ov: :class:`OVConfig`.
         dtype: compute dtype (float32 default; float64 for exact oracle comparisons).
+        row_mask: optional ``[n_rows, n_heads]`` bool: compute only these (row, head) pairs (the
+            others are left at 0), e.g. only where a head has a gated event.
 
     Returns:
         ``[n_rows, n_heads, n_cols]`` probabilities.
@@ -162,26 +164,29 @@ def ov_context_probs(handle: Any, layer: int, rows: torch.Tensor, cols: torch.Te
     b_V = ad.b_V(layer).detach().to(dtype) if ov.bias else None  # [H, dh]
     b_O = ad.b_O(layer).detach().to(dtype) if ov.bias else None  # [d]
     width = W_OU.shape[1] if factored else W_O.shape[2]
-    chunk = max(1, int(max_chunk_bytes // (H * (V + width) * torch.finfo(dtype).bits // 8)))
-    out = torch.empty(len(rows), H, len(cols), dtype=dtype)
-    for i in range(0, len(rows), chunk):
-        x = ov_input(handle, layer, rows[i:i + chunk], ov, dtype)  # [n, d]
-        v = torch.einsum("nd,hde->hne", x, W_V)  # [H, n, dh]
-        if b_V is not None:
-            v = v + b_V[:, None, :]
-        if factored:
-            logits = torch.bmm(v, W_OU)  # [H, n, V]
-            if const is not None:
-                logits = logits + const
-        else:
-            z = torch.bmm(v, W_O)  # [H, n, d]
-            if b_O is not None:
-                z = z + b_O
-            logits = fn(z) @ W_U  # [H, n, V]
-            if b_U is not None:
-                logits = logits + b_U
-        lse = torch.logsumexp(logits, dim=-1, keepdim=True)  # [H, n, 1]
-        out[i:i + chunk] = (logits[:, :, cols] - lse).exp().permute(1, 0, 2)
+    chunk = max(1, int(max_chunk_bytes // ((V + width) * torch.finfo(dtype).bits // 8)))
+    out = torch.zeros(len(rows), H, len(cols), dtype=dtype)
+    x_all = ov_input(handle, layer, rows, ov, dtype)  # [n, d]
+    for h in range(H):
+        idx = torch.arange(len(rows)) if row_mask is None else row_mask[:, h].nonzero()[:, 0]
+        for i in range(0, len(idx), chunk):
+            ii = idx[i:i + chunk]
+            v = x_all[ii] @ W_V[h]  # [n, dh]
+            if b_V is not None:
+                v = v + b_V[h]
+            if factored:
+                logits = v @ W_OU[h]  # [n, V]: the factored OV read-out
+                if const is not None:
+                    logits = logits + const
+            else:
+                z = v @ W_O[h]  # [n, d]
+                if b_O is not None:
+                    z = z + b_O
+                logits = fn(z) @ W_U  # [n, V]
+                if b_U is not None:
+                    logits = logits + b_U
+            lse = torch.logsumexp(logits, dim=-1, keepdim=True)  # [n, 1]
+            out[ii, h] = (logits[:, cols] - lse).exp()
     return out
 
 
@@ -463,7 +468,7 @@ def relation_index(handle: Any, triplets: Sequence[Triplet], *, tau: float | Non
     for li, layer in it:
         # gates first: which (sentence, j) are scored by some head decides which tokens need p
         gates: dict[str, torch.Tensor] = {}
-        need = torch.zeros(S, T)
+        need = torch.zeros(S, T, H)
         for name, d in items.items():
             tb = d["tb"]
             am = amax[li, tb].transpose(1, 2)  # [k, T, H]
@@ -473,13 +478,16 @@ def relation_index(handle: Any, triplets: Sequence[Triplet], *, tau: float | Non
             gate &= (pos[None, :] >= d["jmin"][:, None])[:, :, None]
             gate &= real[tb][:, :, None]
             gates[name] = gate
-            need.index_add_(0, tb, gate.any(-1).float())
-        needed_rows = torch.unique(rows_g[need > 0])  # global indices of current tokens with events
+            need.index_add_(0, tb, gate.float())
+        needed_rows = torch.unique(rows_g[(need > 0).any(-1)])  # global indices of tokens with events
         if len(needed_rows) == 0:
             continue
-        P = ov_context_probs(handle, layer, uniq_t[needed_rows], uniq_t, ov, dtype=precision)  # [R, H, U]
         rowmap = torch.zeros(len(uniq), dtype=torch.long)
         rowmap[needed_rows] = torch.arange(len(needed_rows))
+        head_mask = torch.zeros(len(needed_rows), H)  # (token, head) pairs with an event
+        head_mask.index_add_(0, rowmap[rows_g].flatten(), (need > 0).float().reshape(-1, H))
+        P = ov_context_probs(handle, layer, uniq_t[needed_rows], uniq_t, ov, dtype=precision,
+                             row_mask=head_mask > 0)  # [R, H, U], zeros where no event
         for c0 in range(0, S, sent_chunk):
             c1 = min(S, c0 + sent_chunk)
             rg, cg, m = rowmap[rows_g[c0:c1]], cols_g[c0:c1], cmask[c0:c1]
