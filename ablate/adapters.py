@@ -80,7 +80,7 @@ FAMILIES: dict[str, FamilySpec] = {
         ln_attn="input_layernorm",
         final_norm="gpt_neox.final_layer_norm",
         embed="gpt_neox.embed_in",
-        unembed="embed_out",
+        unembed="lm_head",  # "embed_out" before transformers 5; unembed() falls back to get_output_embeddings()
         value_layout="neox_fused",
         o_proj_layout="linear",
         norm_kind="layernorm",
@@ -160,7 +160,15 @@ class ArchAdapter:
         return _get(self.model, self.spec.embed)
 
     def unembed(self) -> torch.nn.Module:
-        return _get(self.model, self.spec.unembed)
+        try:
+            return _get(self.model, self.spec.unembed)
+        except AttributeError:
+            out = self.model.get_output_embeddings()
+            if out is None:
+                raise UnknownArchitectureError(
+                    f"{self.family}: no unembedding at {self.spec.unembed!r} and get_output_embeddings() is None"
+                ) from None
+            return out
 
     def module_path(self, kind: str, layer: int | None = None) -> str:
         """Dotted path of a module ("o_proj", "attn", "ln_attn", "block") as nnsight/envoys see it."""

@@ -69,3 +69,19 @@ def test_unknown_family_lists_supported_and_how_to_add():
     msg = str(e.value)
     assert "bert" in msg and "gpt2" in msg and "gpt_neox" in msg and "llama" in msg
     assert "FAMILIES" in msg
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gpt_neox", "llama"])
+def test_embedding_unembedding_and_final_norm_give_the_real_logits(family):
+    """logits == final_norm(residual) @ W_U (+ b_U): the adapter names the real modules."""
+    model = tiny_model(family)
+    a = ArchAdapter(model)
+    ids = torch.randint(4, a.vocab_size, (2, 7), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        out = model(input_ids=ids, output_hidden_states=True)
+        resid = out.hidden_states[-1]  # HF applies the final norm to the last hidden state already
+        logits = resid @ a.W_U + (a.b_U if a.b_U is not None else 0)
+        torch.testing.assert_close(logits, out.logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a.embed()(ids), out.hidden_states[0] if family != "gpt2" else a.W_E[ids])
+    assert a.W_U.shape == (a.d_model, a.vocab_size) and a.W_E.shape == (a.vocab_size, a.d_model)
+    assert isinstance(a.final_norm(), torch.nn.Module)
