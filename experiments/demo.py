@@ -56,6 +56,7 @@ class DemoConfig:
     pt_lr_documents: int
     pt_random_sets: int
     pt_k: int
+    pt_random_sequences: int
 
 
 ABLATION_TASKS = ("binary_fruit_month", "four_fruit_month", "rel_subj", "pd_category_letter",
@@ -69,7 +70,7 @@ CONFIGS = {
         ablation_items=4, lr_documents=3, random_sets=2, k=2,
         pretrained="tiny-random", pt_sentences=30, pt_tasks=("binary_fruit_month", "pd_category_letter"),
         pt_shots=(0, 2), pt_icl_items=4, pt_ablation_items=4, pt_ablation_shots=(0, 2), pt_lr_documents=3,
-        pt_random_sets=2, pt_k=2,
+        pt_random_sets=2, pt_k=2, pt_random_sequences=8,
     ),
     "default": DemoConfig(
         preset="default", scan_sentences=200, scan_random=32, icl_tasks=None,
@@ -80,7 +81,7 @@ CONFIGS = {
         pt_tasks=("binary_fruit_month", "binary_furniture_profession", "four_fruit_month", "rel_subj",
                   "pd_category_letter", "pd_order_letter", "pd_same_different", "pd_first_category_3way"),
         pt_shots=(0, 1, 2, 5, 10), pt_icl_items=8, pt_ablation_items=6, pt_ablation_shots=(0, 5),
-        pt_lr_documents=6, pt_random_sets=4, pt_k=4,
+        pt_lr_documents=6, pt_random_sets=4, pt_k=4, pt_random_sequences=12,
     ),
 }
 
@@ -139,11 +140,9 @@ def pretrained_folder(kind: str, tokenizer_from: Path | None = None) -> Path:
     tmp = out.with_name(out.name + ".tmp")
     if kind == "smollm2":
         from ablate.model import load_model
-        from ablate.pretrained import packaged_smollm2_gguf
+        from ablate.pretrained import packaged_smollm2_gguf, save_dequantized
 
-        h = load_model(packaged_smollm2_gguf())
-        h.hf.save_pretrained(tmp)
-        h.tokenizer.save_pretrained(tmp)
+        save_dequantized(load_model(packaged_smollm2_gguf()), tmp)
     elif kind == "tiny-random":
         # a tiny random GQA Llama with the tiny series' BPE tokenizer (it covers the ICL label symbols)
         from transformers import AutoTokenizer
@@ -186,14 +185,62 @@ def _spec(cfg: DemoConfig, *, series: str | None, model: str | None, part: str):
     return spec_from_dict(base, source=f"<demo {cfg.preset} part {part}>")
 
 
-def run_demo(out: str | Path, preset: str = "default", *, progress: bool = True,
-             skip_pretrained: bool = False) -> Path:
+def _part_a(cfg: DemoConfig, series: Path, run: Path, timer: Timer, progress: bool) -> None:
     from ablate.icl import evaluate_series
     from ablate.scan import ScanConfig, scan_series
-    from experiments.report import write_report
     from experiments.runner import run_spec
     from paper_figures.render import render_run
     from stats.api import run_stats
+
+    with timer.stage("A2 scan heads at every checkpoint"):
+        scan_series(series, run, ScanConfig(n_sentences=cfg.scan_sentences, n_random=cfg.scan_random,
+                                            nulls=["baseline"]), progress=progress)
+    with timer.stage("A3 ICL levels at every checkpoint"):
+        evaluate_series(series, run, tasks=cfg.icl_tasks, shots=cfg.icl_shots, n_items=cfg.icl_items,
+                        progress=progress)
+    with timer.stage("A4 sih_ablation over log-spaced checkpoints"):
+        s = run_spec(_spec(cfg, series=str(series), model=None, part="A"), run, progress=progress)
+        click.echo(s.line(), err=True)
+    with timer.stage("A5 statistics"):
+        run_stats(run)
+    with timer.stage("A6 figures"):
+        render_run(run)
+
+
+def _part_b(cfg: DemoConfig, series: Path | None, run: Path, timer: Timer, progress: bool) -> None:
+    from ablate.icl import evaluate_series
+    from ablate.scan import ScanConfig, scan_series
+    from experiments.runner import run_spec
+    from paper_figures.render import render_run
+    from stats.api import run_stats
+
+    with timer.stage(f"B1 prepare the pretrained model ({cfg.pretrained})"):
+        tok_from = None
+        if series is not None:
+            from checkpoints.series import CheckpointSeries
+
+            ser = CheckpointSeries.from_local(series)
+            tok_from = ser.local_path(ser[len(ser) - 1])
+        model = pretrained_folder(cfg.pretrained, tokenizer_from=tok_from)
+    with timer.stage("B2 scan heads (SIHs on spaCy-parsed English)"):
+        scan_series(None, run, ScanConfig(n_sentences=cfg.pt_sentences, n_random=cfg.pt_random_sequences,
+                                          nulls=["baseline"], batch_size=8), model=model, progress=progress)
+    with timer.stage("B3 ICL levels"):
+        evaluate_series(None, run, model=model, tasks=cfg.pt_tasks, shots=cfg.pt_shots,
+                        n_items=cfg.pt_icl_items, batch_size=8, progress=progress)
+    with timer.stage("B4 ablate SIHs vs random vs induction heads"):
+        s = run_spec(_spec(cfg, series=None, model=str(model), part="B"), run, progress=progress)
+        click.echo(s.line(), err=True)
+    with timer.stage("B5 statistics"):
+        run_stats(run)
+    with timer.stage("B6 figures"):
+        render_run(run)
+
+
+def run_demo(out: str | Path, preset: str = "default", *, progress: bool = True,
+             skip_pretrained: bool = False, skip_training: bool = False) -> Path:
+    """Run the demo into ``out`` (resumable) and return the path of ``report.md``."""
+    from experiments.report import write_report
 
     cfg = CONFIGS[preset]
     out = Path(out)
@@ -201,43 +248,14 @@ def run_demo(out: str | Path, preset: str = "default", *, progress: bool = True,
     (out / "demo_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
     timer = Timer(out / "demo_timings.json")
     t_all = time.perf_counter()
-    A, B = out / "training", out / "pretrained"
-
-    with timer.stage(f"A1 train or reuse the '{preset}' series"):
-        series = train_or_reuse(preset, progress)
-    with timer.stage("A2 scan heads at every checkpoint"):
-        scan_series(series, A, ScanConfig(n_sentences=cfg.scan_sentences, n_random=cfg.scan_random,
-                                          nulls=["baseline"]), progress=progress)
-    with timer.stage("A3 ICL levels at every checkpoint"):
-        evaluate_series(series, A, tasks=cfg.icl_tasks, shots=cfg.icl_shots, n_items=cfg.icl_items,
-                        progress=progress)
-    with timer.stage("A4 sih_ablation over log-spaced checkpoints"):
-        s = run_spec(_spec(cfg, series=str(series), model=None, part="A"), A, progress=progress)
-        click.echo(s.line(), err=True)
-    with timer.stage("A5 statistics"):
-        run_stats(A)
-    with timer.stage("A6 figures"):
-        render_run(A)
-
+    series = None
+    if not skip_training or cfg.pretrained == "tiny-random":  # tiny-random borrows the series' tokenizer
+        with timer.stage(f"A1 train or reuse the '{preset}' series"):
+            series = train_or_reuse(preset, progress)
+    if not skip_training:
+        _part_a(cfg, series, out / "training", timer, progress)
     if not skip_pretrained:
-        with timer.stage(f"B1 prepare the pretrained model ({cfg.pretrained})"):
-            from checkpoints.series import CheckpointSeries
-
-            ser = CheckpointSeries.from_local(series)
-            model = pretrained_folder(cfg.pretrained, tokenizer_from=ser.local_path(ser[len(ser) - 1]))
-        with timer.stage("B2 scan heads (SIHs on spaCy-parsed English)"):
-            scan_series(None, B, ScanConfig(n_sentences=cfg.pt_sentences, n_random=cfg.scan_random,
-                                            nulls=["baseline"], batch_size=8), model=model, progress=progress)
-        with timer.stage("B3 ICL levels"):
-            evaluate_series(None, B, model=model, tasks=cfg.pt_tasks, shots=cfg.pt_shots,
-                            n_items=cfg.pt_icl_items, batch_size=8, progress=progress)
-        with timer.stage("B4 ablate SIHs vs random vs induction heads"):
-            s = run_spec(_spec(cfg, series=None, model=str(model), part="B"), B, progress=progress)
-            click.echo(s.line(), err=True)
-        with timer.stage("B5 statistics"):
-            run_stats(B)
-        with timer.stage("B6 figures"):
-            render_run(B)
+        _part_b(cfg, series, out / "pretrained", timer, progress)
     with timer.stage("report"):
         timer.t["total_this_invocation"] = round(time.perf_counter() - t_all, 1)
         path = write_report(out, cfg, timer.t)
@@ -251,12 +269,14 @@ def run_demo(out: str | Path, preset: str = "default", *, progress: bool = True,
 @click.option("--preset", type=click.Choice(sorted(CONFIGS)), default="default", show_default=True,
               help="'default': the demo series + SmolLM2-135M (about 30 min on 2 cores); 'tiny': seconds, for tests.")
 @click.option("--skip-pretrained", is_flag=True, help="Only part A (the training series).")
+@click.option("--skip-training", is_flag=True, help="Only part B (the pretrained model).")
 @click.option("--no-progress", is_flag=True)
-def demo_command(out, preset, skip_pretrained, no_progress):
+def demo_command(out, preset, skip_pretrained, skip_training, no_progress):
     """End-to-end demo: train/scan/ICL/ablate/stats/figures across training, then on SmolLM2-135M."""
     from ablate.errors import AblateError
 
     try:
-        run_demo(out, preset, progress=not no_progress, skip_pretrained=skip_pretrained)
+        run_demo(out, preset, progress=not no_progress, skip_pretrained=skip_pretrained,
+                 skip_training=skip_training)
     except AblateError as e:
         raise click.ClickException(str(e))

