@@ -93,7 +93,6 @@ _GROUP = ["step", "tokens_seen", "task", "kind", "shots", "control", "condition"
 def min_shots_to_fc(items, threshold: float = 0.8, cap: int = 20):
     """Smallest shot count (<= ``cap``) whose mean FC reaches ``threshold``, per
     (step, tokens_seen, task, kind, control, condition); NaN when none does."""
-    import numpy as np
 
     g = [c for c in _GROUP if c != "shots"]
     fc = items.groupby(_GROUP, dropna=False)["fc"].mean().reset_index()
@@ -128,41 +127,24 @@ _STEP_RE = re.compile(r"^(?:step[_-]?|checkpoint-)(\d+)$")
 
 
 def discover_series(folder: str | os.PathLike) -> list[dict]:
-    """``[{"step", "tokens_seen", "path"}]`` of a checkpoint series folder, sorted by step.
-
-    Uses :class:`checkpoints.series.CheckpointSeries` when it is installed; otherwise reads
-    ``series.json`` (a list of ``{"step", "tokens_seen", "path"}`` or ``{"checkpoints": [...]}``)
-    or the sub-folders named ``step_N`` / ``step-N`` / ``stepN`` / ``checkpoint-N``.
+    """``[{"step", "tokens_seen", "path"}]`` of a series folder, sorted by step
+    (see :class:`checkpoints.series.CheckpointSeries`).
 
     Raises:
         IclRunError: the folder does not exist or holds no checkpoints.
     """
+    from checkpoints.series import CheckpointSeries
+
     root = Path(folder)
     if not root.is_dir():
         raise IclRunError(f"series folder not found: {root}")
     try:
-        from checkpoints.series import CheckpointSeries
-    except ImportError:
-        CheckpointSeries = None
-    if CheckpointSeries is not None:
-        try:
-            s = CheckpointSeries.from_local(root)
-        except Exception as e:
-            raise IclRunError(f"could not read the checkpoint series in {root}: {e}") from e
-        out = [{"step": cp.step, "tokens_seen": cp.tokens_seen, "path": str(s.local_path(cp))} for cp in s]
-    else:  # minimal local discovery
-        man = root / "series.json"
-        if man.exists():
-            data = json.loads(man.read_text())
-            entries = data["checkpoints"] if isinstance(data, dict) else data
-            out = [{"step": int(e["step"]), "tokens_seen": e.get("tokens_seen"),
-                    "path": str((root / e["path"]).resolve())} for e in entries]
-        else:
-            out = [{"step": int(m.group(1)), "tokens_seen": None, "path": str(p)}
-                   for p in root.iterdir() if p.is_dir() and (m := _STEP_RE.match(p.name))]
-    if not out:
+        s = CheckpointSeries.from_local(root)
+    except Exception as e:
+        raise IclRunError(f"could not read the checkpoint series in {root}: {e}") from e
+    if len(s) == 0:
         raise IclRunError(f"no checkpoints in {root}: expected series.json or step_N sub-folders")
-    return sorted(out, key=lambda e: e["step"])
+    return [{"step": cp.step, "tokens_seen": cp.tokens_seen, "path": str(s.local_path(cp))} for cp in s]
 
 
 def _atomic_parquet(df, path: Path) -> None:

@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import difflib
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 from ablate.errors import AblateError

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-import torch
 
 from ablate.errors import AblateError
 from ablate.interventions import Condition, run_conditions

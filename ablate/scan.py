@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -110,38 +109,21 @@ def scan_model(handle: Any, word_triplets: Sequence[WordTriplet], config: ScanCo
 
 
 def discover_series(folder: str | os.PathLike) -> list[tuple[int, int | None, Path]]:
-    """``(step, tokens_seen, path)`` of a series folder: ``series.json`` if present (a list of
-    ``{"step", "tokens_seen", "path"}`` or ``{"checkpoints": [...]}``), else ``step_N`` folders.
-
-    Uses :class:`checkpoints.series.CheckpointSeries` when importable.
+    """``(step, tokens_seen, path)`` of a series folder (see :class:`checkpoints.series.CheckpointSeries`).
 
     Raises:
         AblateError: the folder is missing or holds no checkpoints.
     """
+    from checkpoints.series import CheckpointSeries
+
     root = Path(folder)
     try:
-        from checkpoints.series import CheckpointSeries
-    except ImportError:
-        CheckpointSeries = None
-    if CheckpointSeries is not None:
-        try:
-            s = CheckpointSeries.from_local(root)
-        except Exception as e:
-            raise AblateError(f"could not read checkpoint series {root}: {e}") from e
-        return [(cp.step, cp.tokens_seen, Path(s.local_path(cp))) for cp in s]
-    if not root.is_dir():
-        raise AblateError(f"series folder not found: {root}")
-    man = root / "series.json"
-    if man.is_file():
-        data = json.loads(man.read_text())
-        entries = data["checkpoints"] if isinstance(data, dict) else data
-        out = [(int(e["step"]), e.get("tokens_seen"), root / e.get("path", f"step_{e['step']}")) for e in entries]
-    else:
-        out = [(int(m.group(1)), None, p) for p in root.iterdir()
-               if p.is_dir() and (m := re.match(r"^step[_-]?(\d+)$", p.name))]
-    if not out:
+        s = CheckpointSeries.from_local(root)
+    except Exception as e:
+        raise AblateError(f"could not read checkpoint series {root}: {e}") from e
+    if len(s) == 0:
         raise AblateError(f"{root} has no series.json and no step_N sub-folders")
-    return sorted(out, key=lambda x: x[0])
+    return [(cp.step, cp.tokens_seen, Path(s.local_path(cp))) for cp in s]
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:

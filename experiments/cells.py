@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from typing import Any
 
 import pandas as pd
 
@@ -96,7 +95,6 @@ def run_cell(runner, handle, k: dict, key: str) -> pd.DataFrame:
     kind = k["kind"]
     spec = runner.plan.spec
     step = int(k["step"])
-    seed = cell_seed(spec.seed, key)
     if kind == "heads":
         from experiments.heads import select_head_sets
 

@@ -3,7 +3,6 @@ plain-language findings generated from the numbers (present *and* absent phenome
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ def _series_facts(run: Path) -> list[str]:
             steps = pm.index.get_level_values(0)
             first_present = [s for s, v in zip(steps, pm.values) if v >= PM_PRESENT]
             out.append(
-                f"**Prefix matching (induction).** Best head per checkpoint: "
+                "**Prefix matching (induction).** Best head per checkpoint: "
                 + ", ".join(f"step {s}: {v:.2f}" for s, v in zip(steps, pm.values))
                 + (f". A head reaches >= {PM_PRESENT} from step {first_present[0]} on." if first_present
                    else f". **No head reaches {PM_PRESENT}**: no induction mechanism formed in this series.")
@@ -124,7 +123,7 @@ def _part(run: Path, title: str) -> list[str]:
         n = int(e["excluded"].sum()) if "excluded" in e else 0
         if n:
             ab = e[e["excluded"]].groupby("ability").size()
-            md += [f"**Excluded by the pre-registered rule (ability absent: clean - floor below threshold):** "
+            md += ["**Excluded by the pre-registered rule (ability absent: clean - floor below threshold):** "
                    + ", ".join(f"{a.upper()} in {c} task x checkpoint cell(s)" for a, c in ab.items())
                    + " (tables/exclusions.csv).", ""]
     if sig.exists():

@@ -16,13 +16,11 @@ that is re-run ends with exactly the tables of an uninterrupted one.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import pandas as pd
 
 from ablate.errors import AblateError
 from ablate.heads import HeadSet

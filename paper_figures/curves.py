@@ -10,7 +10,6 @@ Curves of other heads are not drawn; pass ``heads`` to pick them yourself.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns

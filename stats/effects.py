@@ -21,7 +21,6 @@ percentile interval. Normalisers stay fixed (they are part of the measurement de
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats as sst
 
 
 def composite(pd_drop: np.ndarray, lr_drop: np.ndarray, fc_drop: np.ndarray) -> np.ndarray:

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pandas as pd
-import pytest
 
 
 def test_tiny_demo_writes_every_promised_output(tmp_path):

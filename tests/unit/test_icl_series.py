@@ -6,7 +6,6 @@ from click.testing import CliRunner
 
 from ablate.icl import IclRunError, evaluate_model, evaluate_series, summarize
 from ablate.icl_cli import icl_command
-from ablate.model import ModelHandle
 from ablate.testing import tiny_model, tiny_tokenizer
 
 TASKS = "binary_fruit_month,pd_order_letter"

@@ -9,8 +9,8 @@ from ablate.errors import HeadIndexError, InterventionError, PositionError
 from ablate.heads import HeadSet
 from ablate.interventions import (Condition, Intervention, MeanAblate, Patch, ResampleAblate,
                                   ZeroAblate, capture_head_outputs, position_mask, run_conditions)
-from ablate.model import ModelHandle, prepare_inputs
-from ablate.testing import tiny_handle, tiny_tokenizer
+from ablate.model import ModelHandle
+from ablate.testing import tiny_handle
 
 TEXTS = ["the cat sat on the big red house", "a dog ran over the road", "she saw a quick brown fox"]
 
@@ -81,11 +81,12 @@ def test_patch_from_clean_into_corrupted_moves_towards_clean(handle):
     clean = handle.encode(["the cat sat on the big red house"])
     corrupt = handle.encode(["the dog ran on the big red house"])
     all_heads = HeadSet.all_heads(handle.n_layers, handle.n_heads)
-    # Patching every head at every position of the last layer's input chain: the logits after the
-    # last layer's attention change, and restoring all heads of all layers at all positions after the
-    # changed token... checks source rows really are written (not the run's own activations).
+    # the source rows are really written: patching from the clean run changes the corrupted run, and
+    # patching the corrupted run with its own activations changes nothing
     got = run_conditions(handle, corrupt, [None, Patch(all_heads)], source=clean)
     assert not torch.equal(got[0], got[1])
+    same = run_conditions(handle, corrupt, [None, Patch(all_heads)], source=corrupt)
+    assert torch.equal(same[0], same[1])
 
 
 @pytest.mark.parametrize("padding_side", ["left", "right"])

@@ -4,7 +4,7 @@ import torch
 from ablate import load_model
 from ablate.errors import ModelLoadError, NumericalError, UnknownArchitectureError
 from ablate.model import ModelHandle, pad_batch, prepare_inputs
-from ablate.testing import tiny_handle, tiny_model, tiny_tokenizer
+from ablate.testing import tiny_handle, tiny_tokenizer
 from tests.conftest import smollm2_gguf
 
 
