@@ -119,7 +119,8 @@ def run_cell(runner, handle, k: dict, key: str) -> pd.DataFrame:
         from ablate.icl_metrics import evaluate_items
         from ablate.icl_tasks import make_items
 
-        items = make_items(k["task"], spec.icl.shots, spec.icl.items, seed=spec.seed)
+        items = make_items(k["task"], spec.icl.shots, spec.icl.items, seed=spec.seed,
+                           controls=list(spec.icl.controls))
         df = evaluate_items(handle, items, conds, reference=reference)
         out = _decorate(df, runner, step, op, meta)
         out.attrs["forward_rows"] = len(items) * len(conds)

@@ -77,11 +77,11 @@ CONFIGS = {
         icl_shots=(0, 1, 2, 5, 10, 20), icl_items=12, ablation_steps={"log_spaced": 8},
         ablation_ops=("mean", "zero"), ablation_tasks=ABLATION_TASKS, ablation_shots=(0, 2, 5, 10),
         ablation_items=12, lr_documents=12, random_sets=8, k=2,
-        pretrained="smollm2", pt_sentences=120,
-        pt_tasks=("binary_fruit_month", "binary_furniture_profession", "four_fruit_month", "rel_subj",
-                  "pd_category_letter", "pd_order_letter", "pd_same_different", "pd_first_category_3way"),
-        pt_shots=(0, 1, 2, 5, 10), pt_icl_items=8, pt_ablation_items=6, pt_ablation_shots=(0, 5),
-        pt_lr_documents=6, pt_random_sets=4, pt_k=4, pt_random_sequences=12,
+        pretrained="smollm2", pt_sentences=60,
+        pt_tasks=("binary_fruit_month", "four_fruit_month", "rel_subj", "pd_category_letter",
+                  "pd_order_letter", "pd_same_different"),
+        pt_shots=(0, 1, 2, 5, 10), pt_icl_items=6, pt_ablation_items=6, pt_ablation_shots=(0, 5),
+        pt_lr_documents=6, pt_random_sets=4, pt_k=4, pt_random_sequences=8,
     ),
 }
 
@@ -177,7 +177,8 @@ def _spec(cfg: DemoConfig, *, series: str | None, model: str | None, part: str):
         base["controls"] = {"random_sets": cfg.pt_random_sets}
         base["operators"] = {"primary": "mean", "robustness": [], "patch": False}
         base["icl"].update(tasks=list(cfg.pt_tasks), shots=list(cfg.pt_ablation_shots),
-                           items=cfg.pt_ablation_items, lr_documents=cfg.pt_lr_documents)
+                           items=cfg.pt_ablation_items, lr_documents=cfg.pt_lr_documents,
+                           controls=["clean", "nolabel"])
     base["name"] = f"demo_{part}_{cfg.preset}"
     for sec in list(base):
         if isinstance(base[sec], dict):

@@ -36,6 +36,7 @@ every error names the key and the file. Example (``experiments/sih_ablation/spec
     shots = [0, 2, 5, 10]
     items = 16                      # items per task and shot count
     lr_documents = 16               # documents for loss reduction
+    controls = ["clean", "shuffled", "nolabel"]   # control prompts on the same items
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ class ICLSpec:
     items: int = 16
     lr_documents: int = 16
     positions: str = "all"
+    controls: tuple[str, ...] = ("clean", "shuffled", "nolabel")
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,10 @@ def validate(spec: Spec) -> None:
         raise SpecError(f"{src}: key icl.shots must be a non-empty list of non-negative integers, got {i.shots!r}")
     if i.items < 1 or i.lr_documents < 1:
         raise SpecError(f"{src}: keys icl.items and icl.lr_documents must be >= 1")
+    bad = [c for c in i.controls if c not in ("clean", "shuffled", "nolabel")]
+    if bad or "clean" not in i.controls or "nolabel" not in i.controls:
+        raise SpecError(f"{src}: key icl.controls must include \"clean\" and \"nolabel\" (the FC floor) and "
+                        f"may add \"shuffled\", got {list(i.controls)}")
     if i.positions not in ("all", "last"):
         raise SpecError(f"{src}: key icl.positions must be \"all\" or \"last\", got {i.positions!r}")
 

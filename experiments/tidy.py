@@ -43,9 +43,9 @@ def results_table(raw_icl: pd.DataFrame, raw_lr: pd.DataFrame, primary: str) -> 
         out = real[["fc", "pd", "fc_cont", "pd_cont", "gold_logprob", "lr_prompt", "chance"]].copy()
         nolab = icl[icl["control"] == "nolabel"].set_index(idx)["fc"]
         shuf = icl[icl["control"] == "shuffled"].set_index(idx)["pd"]
-        out["fc_floor"] = nolab.reindex(out.index)
+        out["fc_floor"] = nolab.reindex(out.index) if len(nolab) else np.nan
         out["pd_floor"] = out.pop("chance")
-        out["pd_shuffled"] = shuf.reindex(out.index)
+        out["pd_shuffled"] = shuf.reindex(out.index) if len(shuf) else np.nan
         out["lr"] = np.nan
         parts.append(out.reset_index())
     if len(raw_lr):
