@@ -57,7 +57,8 @@ def sih_heads(handle, spec, seed: int = 0) -> tuple[HeadSet, dict]:
     shuffled-tail null for the ``fdr`` rule.
 
     * ``topk``: the k heads with the largest ``max_r [RI_h(r) - RI_h^baseline(r)]`` (RI above its
-      fake-tail baseline, best relation), among heads where that excess is positive.
+      fake-tail baseline, best relation), among heads where that excess is positive and rests on at
+      least ``heads.min_events`` gated events.
     * ``fdr``: :func:`ablate.selection.select_sihs` (per-triplet Wilcoxon above every null,
       Benjamini-Hochberg per relation, minimum effect), union over relations; if more than k heads
       pass, the k with the largest effect are kept.
@@ -78,10 +79,12 @@ def sih_heads(handle, spec, seed: int = 0) -> tuple[HeadSet, dict]:
     per_rel = {}
     for r in rels:
         d = (res.ri(r, "forward") - res.ri(r, "forward", "baseline")).numpy()
+        enough = res.n_events(r, "forward").numpy() >= h.min_events  # RI from a handful of events is noise
+        d = np.where(enough, d, np.nan)
         per_rel[r] = d
         excess = np.fmax(excess, np.nan_to_num(d, nan=-np.inf))
     details = {"n_triplets": len(triplets), "alignment": report.summary() if hasattr(report, "summary") else str(report),
-               "relations": rels, "tau": 2.2}
+               "relations": rels, "tau": 2.2, "min_events": h.min_events}
     if h.rule == "topk":
         order = np.argsort(-excess, axis=None, kind="stable")
         chosen = [divmod(int(i), res.n_heads) for i in order[: h.k] if excess.flat[int(i)] > 0]

@@ -18,6 +18,7 @@ every error names the key and the file. Example (``experiments/sih_ablation/spec
     k = 4
     alpha = 0.05
     min_effect = 0.02
+    min_events = 10                 # a head's RI counts only with >= this many gated (triplet, j) events
     relations = ["subj", "obj", "mod"]
     n_sentences = 120
     induction = true                # also ablate conventional induction heads as a comparison set
@@ -76,6 +77,7 @@ class HeadsSpec:
     k: int = 4
     alpha: float = 0.05
     min_effect: float = 0.02
+    min_events: int = 10
     relations: tuple[str, ...] = ("subj", "obj", "mod")
     n_sentences: int = 120
     induction: bool = True
