@@ -78,9 +78,9 @@ CONFIGS = {
         ablation_ops=("mean", "zero"), ablation_tasks=ABLATION_TASKS, ablation_shots=(0, 2, 5, 10),
         ablation_items=12, lr_documents=12, random_sets=8, k=2,
         pretrained="smollm2", pt_sentences=60,
-        pt_tasks=("binary_fruit_month", "four_fruit_month", "rel_subj", "pd_category_letter",
-                  "pd_order_letter", "pd_same_different"),
-        pt_shots=(0, 1, 2, 5, 10), pt_icl_items=6, pt_ablation_items=6, pt_ablation_shots=(0, 5),
+        pt_tasks=("binary_fruit_month", "binary_furniture_profession", "four_fruit_month",
+                  "pd_category_letter", "pd_order_letter", "pd_first_category_3way"),
+        pt_shots=(0, 1, 2, 5, 10), pt_icl_items=6, pt_ablation_items=12, pt_ablation_shots=(5, 10),
         pt_lr_documents=6, pt_random_sets=4, pt_k=4, pt_random_sequences=8,
     ),
 }

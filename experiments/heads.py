@@ -26,8 +26,8 @@ def induction_heads(handle, k: int, seed: int = 0) -> tuple[HeadSet, dict]:
     """Top-k heads by prefix matching among heads whose copying score is positive."""
     from ablate.copying import copying_score, prefix_matching_score
 
-    pm = prefix_matching_score(handle, seed=seed)
-    cp = copying_score(handle, seed=seed)
+    pm = prefix_matching_score(handle, seed=seed, n_sequences=16)
+    cp = copying_score(handle, seed=seed, n_sequences=16)
     vals = pm.values.clone()
     eligible = cp.values > 0
     if eligible.sum() >= k:

@@ -12,6 +12,7 @@ import pandas as pd
 PM_PRESENT = 0.3          # prefix-matching score of the best head
 LR_PRESENT = 0.05         # nats, early-window minus late-window loss
 PD_ALPHA = 0.05           # one-sided exact binomial test of PD above chance
+MIN_EVENTS = 10           # heads whose RI rests on fewer gated events are left out of the RI summary
 
 
 def _read(p: Path) -> pd.DataFrame | None:
@@ -40,12 +41,14 @@ def _series_facts(run: Path) -> list[str]:
         if len(cp):
             out.append("**Copying score.** Best head: " + ", ".join(f"step {s}: {v:.2f}" for s, v in cp.items()) + ".")
         last = hs["step"].max()
-        ri = hs[(hs["score"] == "relation_index") & (hs["step"] == last) & (hs["direction"] == "forward")]
-        bl = hs[(hs["score"] == "baseline") & (hs["step"] == last) & (hs["direction"] == "forward")]
+        # an RI resting on a handful of gated events is noise: count heads with >= MIN_EVENTS events
+        ok = hs["n_events"] >= MIN_EVENTS
+        ri = hs[(hs["score"] == "relation_index") & (hs["step"] == last) & (hs["direction"] == "forward") & ok]
+        bl = hs[(hs["score"] == "baseline") & (hs["step"] == last) & (hs["direction"] == "forward") & ok]
         parts = []
         for rel, g in ri.groupby("relation"):
-            if g["value"].isna().all():
-                parts.append(f"{rel}: no (triplet, position) passed the QK gate for any head, so RI is undefined")
+            if g["value"].isna().all() or not len(g):
+                parts.append(f"{rel}: no head has enough gated (triplet, position) events, so RI is undefined")
                 continue
             b = bl[bl["relation"] == rel]["value"]
             bmax = float(b.max()) if len(b) else float("nan")
@@ -54,7 +57,8 @@ def _series_facts(run: Path) -> list[str]:
             parts.append(f"{rel}: max RI {_fmt(float(top['value']))} (L{int(top['layer'])}H{int(top['head'])}) vs "
                          f"fake-tail baseline max {_fmt(bmax)}; {above} head(s) above the baseline max")
         if parts:
-            out.append(f"**Relation index at step {last}** (forward direction). " + "; ".join(parts) + ".")
+            out.append(f"**Relation index at step {last}** (forward direction; heads with >= {MIN_EVENTS} gated "
+                       "events). " + "; ".join(parts) + ".")
     return out
 
 
