@@ -328,7 +328,7 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
             real token; ``"token_loss"`` -> ``[K, B, T-1]`` next-token losses; or a callable
             ``f(logits_chunk, rows_slice) -> tensor`` applied per chunk of rows (rows index into the
             repeated ``K*B`` batch; row r is condition ``r // B``, item ``r % B``).
-        max_rows: rows per forward pass (default: all ``K*B`` rows, capped to keep logits < ~1 GB).
+        max_rows: rows per forward pass (default: as many as keep a chunk's logits near 64 MB).
 
     Returns:
         A tensor whose first two dims are (condition, item).
@@ -373,7 +373,8 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
     am = batch["attention_mask"].repeat(K, 1)
     V = a.vocab_size
     if max_rows is None:
-        max_rows = max(1, min(K * B, int(2.5e8 // max(1, T * V))))
+        # ~64 MB of logits per pass: bigger chunks only add memory traffic on a CPU
+        max_rows = max(1, min(K * B, int(2**24 // max(1, T * V))))
     outs = []
     for start in range(0, K * B, max_rows):
         rows = slice(start, min(K * B, start + max_rows))
