@@ -27,13 +27,13 @@ Command line: ``ablate icl --series DIR [--steps 0,1000] --out RUN`` (see :mod:`
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ablate.errors import AblateError
+from ablate.run_files import atomic_write_parquet, check_run_config
 from ablate.icl_metrics import METRIC_COLUMNS, evaluate_items
 from ablate.icl_tasks import CONTROLS, DEFAULT_SHOTS, TASKS, IclItem, get_task, make_items
 
@@ -147,26 +147,8 @@ def discover_series(folder: str | os.PathLike) -> list[dict]:
     return [{"step": cp.step, "tokens_seen": cp.tokens_seen, "path": str(s.local_path(cp))} for cp in s]
 
 
-def _atomic_parquet(df, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def _check_config(out: Path, config: dict) -> None:
-    p = out / "icl_config.json"
-    if p.exists():
-        old = json.loads(p.read_text())
-        if old != config:
-            diff = {k: (old.get(k), config.get(k)) for k in set(old) | set(config) if old.get(k) != config.get(k)}
-            raise IclRunError(
-                f"{out} holds an ICL run with other settings {diff} (old, new); resume with the same "
-                "settings or choose another --out folder"
-            )
-    else:
-        tmp = p.with_name(".icl_config.json.tmp")
-        tmp.write_text(json.dumps(config, indent=1, sort_keys=True))
-        os.replace(tmp, p)
+    check_run_config(out / "icl_config.json", config, "an ICL run", IclRunError)
 
 
 def evaluate_series(series: str | os.PathLike | None, out: str | os.PathLike, *,
@@ -228,7 +210,7 @@ def evaluate_series(series: str | os.PathLike | None, out: str | os.PathLike, *,
         handle = loader(e["path"])
         df = evaluate_model(handle, step=e["step"], tokens_seen=e["tokens_seen"], batch_size=batch_size,
                             add_bos=add_bos, progress=progress, **config_kwargs(config))
-        _atomic_parquet(df, parts / f"{e['name']}.parquet")
+        atomic_write_parquet(df, parts / f"{e['name']}.parquet")
         del handle
         if bar is not None:
             bar.update(1)
@@ -239,8 +221,8 @@ def evaluate_series(series: str | os.PathLike | None, out: str | os.PathLike, *,
     items["step"] = items["step"].astype("Int64")
     items["tokens_seen"] = items["tokens_seen"].astype("Int64")
     summary = summarize(items)
-    _atomic_parquet(items, out / "icl_items.parquet")
-    _atomic_parquet(summary, out / "icl_summary.parquet")
+    atomic_write_parquet(items, out / "icl_items.parquet")
+    atomic_write_parquet(summary, out / "icl_summary.parquet")
     return items, summary
 
 

@@ -30,10 +30,11 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ablate.errors import AblateError
+from ablate.run_files import atomic_write_parquet, check_run_config
 from ablate.relations import FORWARD, REVERSE, WordTriplet, align_triplets
 
 __all__ = ["ScanConfig", "COLUMNS", "parse_for_scan", "scan_model", "discover_series", "scan_series",
-           "write_parquet_atomic"]
+           "atomic_write_parquet"]
 
 COLUMNS = ["step", "tokens_seen", "score", "relation", "direction", "layer", "head", "value", "n_events"]
 
@@ -126,28 +127,8 @@ def discover_series(folder: str | os.PathLike) -> list[tuple[int, int | None, Pa
     return [(cp.step, cp.tokens_seen, Path(s.local_path(cp))) for cp in s]
 
 
-def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Write ``df`` to ``path`` via a temporary file and ``os.replace`` (never a partial file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def _check_config(out: Path, config: ScanConfig) -> None:
-    cfg = out / "scan_config.json"
-    want = config.as_dict()
-    if cfg.is_file():
-        have = json.loads(cfg.read_text())
-        if have != want:
-            diff = {k: (have.get(k), want.get(k)) for k in want if have.get(k) != want.get(k)}
-            raise AblateError(f"{out} holds a scan with other settings {diff} (old, new); resume with the same "
-                              "settings or choose another --out folder")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = cfg.with_suffix(".tmp")
-        tmp.write_text(json.dumps(want, indent=1))
-        os.replace(tmp, cfg)
+    check_run_config(out / "scan_config.json", config.as_dict(), "a scan")
 
 
 def _vocab_key(tok: Any) -> str:
@@ -202,9 +183,9 @@ def scan_series(series: str | os.PathLike | None, out: str | os.PathLike, config
         df.insert(0, "tokens_seen", tokens_seen)
         df.insert(0, "step", step)
         df["tokens_seen"] = df["tokens_seen"].astype("Int64")
-        write_parquet_atomic(df[COLUMNS], part)
+        atomic_write_parquet(df[COLUMNS], part)
     frames = [pd.read_parquet(parts / f"step_{s}.parquet") for s, _, _ in cps]
     combined = pd.concat(frames, ignore_index=True)
     dest = out / "head_scores.parquet"
-    write_parquet_atomic(combined, dest)
+    atomic_write_parquet(combined, dest)
     return dest

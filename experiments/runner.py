@@ -198,7 +198,7 @@ class Runner:
 
     def assemble(self) -> None:
         """Combine finished cells into RUN/raw_icl, raw_lr, head_sets and the tidy RUN/results."""
-        from experiments.store import atomic_write_parquet
+        from ablate.run_files import atomic_write_parquet
         from experiments.tidy import results_table
 
         g = self.plan.grid

@@ -27,6 +27,7 @@ from typing import Iterable
 import pandas as pd
 
 from ablate.errors import AblateError
+from ablate.run_files import atomic_write_bytes, atomic_write_parquet
 
 
 class RunMismatchError(AblateError):
@@ -61,23 +62,6 @@ def git_commit() -> str | None:
         return r.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except Exception:
         return None
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass
