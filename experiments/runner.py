@@ -198,18 +198,13 @@ class Runner:
 
     def assemble(self) -> None:
         """Combine finished cells into RUN/raw_icl, raw_lr, head_sets and the tidy RUN/results."""
-        from ablate.run_files import atomic_write_parquet
         from experiments.tidy import results_table
 
         g = self.plan.grid
         icl = self.store.assemble([k for k in g if k.startswith("icl/")], "raw_icl")
         lr = self.store.assemble([k for k in g if k.startswith("lr/")], "raw_lr")
         self.store.assemble([k for k in g if k.startswith("heads/")], "head_sets")
-        res = results_table(icl, lr, self.plan.spec.operators.primary)
-        atomic_write_parquet(res, self.store.root / "results.parquet")
-        tmp = self.store.root / ".results.csv.tmp"
-        res.to_csv(tmp, index=False)
-        tmp.replace(self.store.root / "results.csv")
+        self.store.write_table(results_table(icl, lr, self.plan.spec.operators.primary), "results")
 
     def heads_for(self, step: int) -> dict:
         """The head sets of checkpoint ``step`` (from its finished heads cell)."""

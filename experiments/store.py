@@ -161,8 +161,10 @@ class RunStore:
         """Concatenate the finished cells among ``keys`` (in that order) into RUN/<name>.parquet + CSV."""
         frames = [self.read_cell(k) for k in keys if self.is_done(k)]
         df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        atomic_write_parquet(df, self.root / f"{name}.parquet")
-        tmp = self.root / f".{name}.csv.tmp"
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, self.root / f"{name}.csv")
+        self.write_table(df, name)
         return df
+
+    def write_table(self, df: pd.DataFrame, name: str) -> None:
+        """Write RUN/<name>.parquet and its CSV export, each atomically."""
+        atomic_write_parquet(df, self.root / f"{name}.parquet")
+        atomic_write_bytes(self.root / f"{name}.csv", df.to_csv(index=False).encode())
