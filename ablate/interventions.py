@@ -130,7 +130,7 @@ class Condition:
     interventions: tuple[Intervention, ...] = field(default_factory=tuple)
 
     @staticmethod
-    def coerce(c: Any, i: int = 0) -> "Condition":
+    def coerce(c: Any) -> "Condition":
         if isinstance(c, Condition):
             return c
         if c is None:
@@ -333,7 +333,7 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
     Returns:
         A tensor whose first two dims are (condition, item).
     """
-    conds = [Condition.coerce(c, i) for i, c in enumerate(conditions)]
+    conds = [Condition.coerce(c) for c in conditions]
     if not conds:
         raise InterventionError("run_conditions needs at least one condition (use None for the clean run)")
     batch = {"input_ids": batch["input_ids"],

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -91,24 +92,19 @@ def cache_dir() -> Path:
 
 
 class Timer:
+    """Per-stage wall times, kept in a JSON file so a resumed demo adds to the earlier record."""
+
     def __init__(self, path: Path):
         self.path = path
         self.t = json.loads(path.read_text()) if path.exists() else {}
 
+    @contextmanager
     def stage(self, name: str):
-        timer = self
-
-        class _S:
-            def __enter__(self_):
-                self_.t0 = time.perf_counter()
-                click.echo(f"\n== {name} ==", err=True)
-
-            def __exit__(self_, *exc):
-                if exc[0] is None:
-                    timer.t[name] = round(time.perf_counter() - self_.t0, 1)
-                    timer.path.write_text(json.dumps(timer.t, indent=2))
-
-        return _S()
+        t0 = time.perf_counter()
+        click.echo(f"\n== {name} ==", err=True)
+        yield
+        self.t[name] = round(time.perf_counter() - t0, 1)  # only a stage that finished is recorded
+        self.path.write_text(json.dumps(self.t, indent=2))
 
 
 def train_or_reuse(preset: str, progress: bool = True) -> Path:
