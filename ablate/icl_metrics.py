@@ -55,19 +55,31 @@ rows per pass, rows left-padded (position ids from the attention mask). Conditio
 as run, i.e. ``prompt + node`` (for SmolLM2's digit labels ``prompt + " "``): ``positions="last"``
 is the last token of that row. A reducer gathers, at the needed positions only, the log-sum-exp, the
 arg-max and the logits of the candidate / demonstration tokens, so memory stays small.
+
+Activation patching (clean -> corrupted)
+----------------------------------------
+``evaluate_items(handle, corrupted_items, conditions, patch_from=clean_items)`` scores the
+corrupted prompts (e.g. the ``shuffled``-label control) while every :class:`~ablate.interventions.Patch`
+in ``conditions`` writes the patched heads' outputs from the *clean* prompt of the same item. The
+two prompts may tokenise to different lengths (shuffled labels can have other token counts), so the
+patch acts at one aligned position: the **query's final prompt token** (the ``":"`` after which the
+answer is read), in every forward row of the item. Each source row is ``clean prompt + the same
+candidate node`` as its target row, both left-padded to a common length, and rows are grouped by
+node length so that position is one explicit index per batch. Conditions without a ``Patch`` (the
+corrupted baseline ``None``, mean/zero ablations) run on the same corrupted rows unchanged.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from ablate.errors import AblateError
-from ablate.interventions import Condition, run_conditions
+from ablate.interventions import Condition, Patch, run_conditions
 from ablate.model import ModelHandle, pad_batch
 
 __all__ = ["IclMetricError", "PreparedPrompt", "prepare_prompt", "score_prompts", "evaluate_items",
@@ -195,8 +207,36 @@ def _first_last(losses: list[float]) -> tuple[float, float]:
     return float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
 
 
+def _check_patching(conds: Sequence[Condition], patch_from: Sequence[PreparedPrompt] | None, N: int,
+                    source: dict | None) -> bool:
+    has_patch = any(isinstance(iv, Patch) for c in conds for iv in c.interventions)
+    if patch_from is None:
+        if has_patch:
+            raise IclMetricError(
+                "a Patch condition needs the clean prompt of every item: pass patch_from= (clean items "
+                "for evaluate_items, prepared clean prompts for score_prompts)")
+        return False
+    if len(patch_from) != N:
+        raise IclMetricError(f"patch_from has {len(patch_from)} prompts but {N} are scored; "
+                             "give one clean prompt per corrupted prompt, in the same order")
+    if source is not None:
+        raise IclMetricError("give either source= (resample ablation) or patch_from= (patching), not both")
+    bad = [str(iv) for c in conds for iv in c.interventions if isinstance(iv, Patch) and iv.positions != "last"]
+    if bad:
+        raise IclMetricError(f"patching ICL prompts acts at the query's final prompt token: use "
+                             f"positions='last' (got {bad})")
+    return True
+
+
+def _patch_at(c: Condition, pos: int) -> Condition:
+    """``c`` with its Patch interventions moved to the explicit position ``pos``."""
+    ivs = tuple(replace(iv, positions=(pos,)) if isinstance(iv, Patch) else iv for iv in c.interventions)
+    return Condition(c.name, ivs)
+
+
 def score_prompts(handle: ModelHandle, prepared: Sequence[PreparedPrompt], conditions: Sequence[Any] = (None,),
                   *, reference: dict | None = None, source: dict | None = None, batch_size: int = 16,
+                  patch_from: Sequence[PreparedPrompt] | None = None,
                   progress: bool = False, desc: str = "icl") -> dict[str, np.ndarray]:
     """Score prepared prompts under ``K`` conditions; arrays ``[K, N]`` per metric.
 
@@ -206,8 +246,11 @@ def score_prompts(handle: ModelHandle, prepared: Sequence[PreparedPrompt], condi
         conditions: anything :func:`~ablate.interventions.run_conditions` accepts (``None`` = clean).
         reference: batch for mean ablation (e.g. :func:`prompt_batch` of other prompts).
         source: passed to ``run_conditions`` for every forward batch (ResampleAblate; rows are
-            regrouped into batches here, so row-aligned ``Patch`` is not meaningful).
+            regrouped into batches here, so use ``patch_from`` for row-aligned patching).
         batch_size: forward rows per condition per pass (a pass runs ``K * batch_size`` rows).
+        patch_from: the clean prompt of every prompt (same length as ``prepared``): each ``Patch``
+            condition writes its heads' outputs from it at the query's final prompt token (module
+            docstring, "Activation patching"). Patches must use ``positions="last"``.
         progress: show a tqdm bar.
 
     Returns:
@@ -219,15 +262,27 @@ def score_prompts(handle: ModelHandle, prepared: Sequence[PreparedPrompt], condi
         raise IclMetricError("score_prompts: no conditions (use [None] for the clean run)")
     K, N = len(conds), len(prepared)
     tok = handle.tokenizer
+    patching = _check_patching(conds, patch_from, N, source)
     # all forward rows, with the positions to gather
     rows = []  # (prompt index, row index, ids, positions)
     for i, pp in enumerate(prepared):
         for r, node in enumerate(pp.rows):
             rows.append((i, r, pp.prompt_ids + list(node), pp.row_positions(r)))
-    order = sorted(range(len(rows)), key=lambda j: (len(rows[j][2]), j))
+    if patching:  # one suffix length per batch, so the query token is one explicit position
+        order = sorted(range(len(rows)), key=lambda j: (len(prepared[rows[j][0]].rows[rows[j][1]]), len(rows[j][2]), j))
+        batches = []
+        for j in order:
+            L = len(prepared[rows[j][0]].rows[rows[j][1]])
+            if batches and len(batches[-1]) < batch_size and batches[-1][-1][0] == L:
+                batches[-1].append((L, j))
+            else:
+                batches.append([(L, j)])
+        batches = [[j for _, j in b] for b in batches]
+    else:
+        order = sorted(range(len(rows)), key=lambda j: (len(rows[j][2]), j))
+        batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
     # gathered[(i, r)][k] -> {pos: (lse, argmax, {tok: logit})}
     gathered: dict[tuple[int, int], list[dict[int, tuple[float, int, dict[int, float]]]]] = {}
-    batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -235,7 +290,16 @@ def score_prompts(handle: ModelHandle, prepared: Sequence[PreparedPrompt], condi
     for bidx in batches:
         B = len(bidx)
         ids = [rows[j][2] for j in bidx]
-        batch = pad_batch(ids, tok.pad_token_id, padding_side="left", device=handle.device)
+        bconds, bsource = conds, source
+        if patching:
+            L = len(prepared[rows[bidx[0]][0]].rows[rows[bidx[0]][1]])
+            src_ids = [patch_from[rows[j][0]].prompt_ids + list(prepared[rows[j][0]].rows[rows[j][1]]) for j in bidx]
+            both = pad_batch(ids + src_ids, tok.pad_token_id, padding_side="left", device=handle.device)
+            batch = {k: v[:B] for k, v in both.items()}
+            bsource = {k: v[B:] for k, v in both.items()}
+            bconds = [_patch_at(c, -(L + 1)) for c in conds]
+        else:
+            batch = pad_batch(ids, tok.pad_token_id, padding_side="left", device=handle.device)
         T = batch["input_ids"].shape[1]
         Pmax = max(len(rows[j][3]) for j in bidx)
         pos = torch.zeros(B, Pmax, dtype=torch.long)
@@ -255,7 +319,7 @@ def score_prompts(handle: ModelHandle, prepared: Sequence[PreparedPrompt], condi
             am = sel.argmax(-1, keepdim=True).float()
             return torch.cat([lse, am, sel[:, :, U.to(logits.device)]], -1).cpu()
 
-        out = run_conditions(handle, batch, conds, reference=reference, source=source, reduce=reducer)
+        out = run_conditions(handle, batch, bconds, reference=reference, source=bsource, reduce=reducer)
         out = out.double().numpy()  # [K, B, Pmax, 2+|U|]
         col = {t: 2 + n for n, t in enumerate(vocab_ids)}
         for b, j in enumerate(bidx):
@@ -324,7 +388,8 @@ def score_prompts(handle: ModelHandle, prepared: Sequence[PreparedPrompt], condi
 
 def evaluate_items(handle: ModelHandle, items: Sequence[Any], conditions: Sequence[Any] = (None,), *,
                    reference: dict | None = None, source: dict | None = None, batch_size: int = 16,
-                   add_bos: bool = False, progress: bool = False, desc: str = "icl"):
+                   add_bos: bool = False, progress: bool = False, desc: str = "icl",
+                   patch_from: Sequence[Any] | None = None):
     """Per-item ICL metrics of :class:`~ablate.icl_tasks.IclItem` s under ``K`` conditions.
 
     All ``K`` conditions of a batch run in one traced forward pass (``K x batch_size`` rows) via
@@ -339,6 +404,8 @@ def evaluate_items(handle: ModelHandle, items: Sequence[Any], conditions: Sequen
         batch_size: rows per condition per forward pass.
         add_bos: prepend BOS to every prompt.
         progress: show a progress bar.
+        patch_from: the clean item of every item (same order), for ``Patch`` conditions: see
+            "Activation patching" in the module docstring.
 
     Returns:
         A ``pandas.DataFrame`` with one row per (condition, item): ``condition`` (name),
@@ -355,15 +422,30 @@ def evaluate_items(handle: ModelHandle, items: Sequence[Any], conditions: Sequen
     if not items:
         raise IclMetricError("evaluate_items: no items given (did make_items get n_items=0?)")
     conds = [Condition.coerce(c) for c in conditions]
+    if patch_from is not None:
+        patch_from = list(patch_from)
+        if len(patch_from) != len(items):
+            raise IclMetricError(f"patch_from has {len(patch_from)} items but {len(items)} are scored; "
+                                 "give one clean item per corrupted item, in the same order")
+        off = [(a.key(), b.key()) for a, b in zip(items, patch_from)
+               if (a.task, a.shots, a.item) != (b.task, b.shots, b.item) or a.gold != b.gold]
+        if off:
+            raise IclMetricError(f"patch_from is not aligned with the items: first mismatch {off[0]}")
     # identical prompts (e.g. the three controls at 0 shots) are scored once
     uniq: dict[tuple, int] = {}
-    where = [uniq.setdefault((it.prompt, tuple(it.labels), it.gold), len(uniq)) for it in items]
+    where = [uniq.setdefault((it.prompt, tuple(it.labels), it.gold,
+                              None if patch_from is None else patch_from[i].prompt), len(uniq))
+             for i, it in enumerate(items)]
     firsts = {u: i for i, u in reversed(list(enumerate(where)))}
-    prepared_u = [prepare_prompt(handle.tokenizer, items[firsts[u]].prompt, items[firsts[u]].labels,
-                                 items[firsts[u]].gold, label_spans=items[firsts[u]].label_spans,
-                                 add_bos=add_bos) for u in range(len(uniq))]
+
+    def prep(it):
+        return prepare_prompt(handle.tokenizer, it.prompt, it.labels, it.gold, label_spans=it.label_spans,
+                              add_bos=add_bos)
+
+    prepared_u = [prep(items[firsts[u]]) for u in range(len(uniq))]
+    sources_u = None if patch_from is None else [prep(patch_from[firsts[u]]) for u in range(len(uniq))]
     res_u = score_prompts(handle, prepared_u, conds, reference=reference, source=source,
-                          batch_size=batch_size, progress=progress, desc=desc)
+                          batch_size=batch_size, patch_from=sources_u, progress=progress, desc=desc)
     res = {m: v[:, where] for m, v in res_u.items()}
     prepared = [prepared_u[u] for u in where]
     recs = []

@@ -357,3 +357,94 @@ def test_bad_inputs(word_tok):
         prepare_prompt(word_tok, "plum, May:", ["0", "0 "], "0")
     with pytest.raises(IclMetricError, match="no items"):
         evaluate_items(planted_model(word_tok), [])
+
+
+# ------------------------------------------------------------------------------------------
+# activation patching clean -> shuffled-label prompts
+
+
+def _clean_and_shuffled(tasks, shots, n_items):
+    items = _items(tasks=tasks, shots=shots, n_items=n_items, controls=("clean", "shuffled"))
+    clean = [it for it in items if it.control == "clean"]
+    shuf = [it for it in items if it.control == "shuffled"]
+    return clean, shuf
+
+
+def test_patching_the_copy_head_restores_the_clean_answer(word_tok):
+    """Planted copy-the-latest-label head (L0H0): on a shuffled prompt it copies the latest *shown*
+    label; patched from the clean prompt at the query token it copies the clean prompt's label."""
+    from ablate import Patch
+
+    h = planted_model(word_tok, copy_labels=tuple("0123456789") + ("true", "false"))
+    clean, shuf = _clean_and_shuffled(("binary_fruit_month", "four_fruit_month", "rel_subj"), (1, 3, 6), 6)
+    df = evaluate_items(h, shuf, conditions=[None, Patch("L0H0", "last")], patch_from=clean)
+    corrupted = df[df.condition_index == 0].reset_index(drop=True)
+    patched = df[df.condition_index == 1].reset_index(drop=True)
+    assert list(corrupted["output"]) == [e[0] for e in _expected_copy(shuf)]
+    assert list(patched["output"]) == [e[0] for e in _expected_copy(clean)]
+    np.testing.assert_array_equal(patched["pd"].values, [e[1] for e in _expected_copy(clean)])
+    # the test has teeth: shuffling changed the answer on some items
+    assert (corrupted["output"] != patched["output"]).any()
+
+
+def test_patching_acts_at_the_query_token_only(split_tok):
+    """With digits after a space token, the copy decision is made at the space (a candidate-node
+    position), not at the query's ":" -- so patching at the query token changes nothing."""
+    from ablate import Patch
+
+    h = planted_model(split_tok, bigram={":": " "}, copy_labels=tuple("0123456789"))
+    clean, shuf = _clean_and_shuffled(("binary_fruit_month", "four_fruit_month"), (3,), 6)
+    df = evaluate_items(h, shuf, conditions=[None, Patch("L0H0", "last")], patch_from=clean)
+    a, b = (df[df.condition_index == k].reset_index(drop=True) for k in (0, 1))
+    assert list(a["output"]) == list(b["output"])
+    np.testing.assert_allclose(a["gold_logprob"], b["gold_logprob"], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_patching_every_head_reproduces_the_clean_query_logits(family, word_tok):
+    """Oracle from the architecture: if every head of every layer is patched at the query token,
+    the residual stream there is the clean one at every layer (same token, same attention outputs,
+    hence same MLP inputs), so the answer logits equal the clean prompt's. Self-patching is the
+    identity. (One-token labels and equal prompt lengths, so positions agree for GPT-2 too.)"""
+    from ablate import Patch
+    from ablate.heads import HeadSet
+
+    m = tiny_model(family, vocab_size=len(word_tok), max_pos=512, seed=4, d_model=32)
+    h = ModelHandle.from_hf(m, word_tok)
+    clean, shuf = _clean_and_shuffled(("binary_fruit_month", "four_fruit_month"), (2, 5), 4)
+    assert all(len(_ids(word_tok, a.prompt)) == len(_ids(word_tok, b.prompt)) for a, b in zip(clean, shuf))
+    every = HeadSet.all_heads(h.adapter.n_layers, h.adapter.n_heads)
+    df = evaluate_items(h, shuf, conditions=[None, Patch(every, "last"), Patch("L1H0", "last")],
+                        patch_from=clean, batch_size=5)
+    ref = evaluate_items(h, clean)
+    full = df[df.condition_index == 1].reset_index(drop=True)
+    for c in ("gold_logprob", "fc_cont", "pd_cont"):
+        np.testing.assert_allclose(full[c], ref[c], rtol=1e-5, atol=1e-6)
+    assert list(full["output"]) == list(ref["output"])
+    corrupted = df[df.condition_index == 0].reset_index(drop=True)
+    one = df[df.condition_index == 2].reset_index(drop=True)
+
+    def gap(x):
+        return float(np.abs(x["gold_logprob"] - ref["gold_logprob"]).max())
+
+    # the corruption and a one-head patch leave gaps orders of magnitude above the full patch's
+    assert gap(corrupted) > 1e-5 and gap(corrupted) > 100 * gap(full)
+    assert gap(one) > 100 * gap(full)
+    # self-patching (clean into clean) is the identity
+    selfp = evaluate_items(h, clean, conditions=[Patch(every, "last")], patch_from=clean)
+    np.testing.assert_allclose(selfp["gold_logprob"], ref["gold_logprob"], rtol=1e-5, atol=1e-5)
+
+
+def test_patching_bad_inputs(word_tok):
+    from ablate import Patch
+
+    h = _skewed_random_model(word_tok, [" 0", " 1"], seed=5)
+    clean, shuf = _clean_and_shuffled(("binary_fruit_month",), (2,), 2)
+    with pytest.raises(IclMetricError, match="patch_from"):
+        evaluate_items(h, shuf, conditions=[Patch("L0H0", "last")])
+    with pytest.raises(IclMetricError, match="positions='last'"):
+        evaluate_items(h, shuf, conditions=[Patch("L0H0", "all")], patch_from=clean)
+    with pytest.raises(IclMetricError, match="aligned"):
+        evaluate_items(h, shuf, conditions=[Patch("L0H0", "last")], patch_from=clean[::-1])
+    with pytest.raises(IclMetricError, match="one clean item"):
+        evaluate_items(h, shuf, conditions=[Patch("L0H0", "last")], patch_from=clean[:1])
