@@ -13,7 +13,7 @@ import pandas as pd
 
 from ablate.errors import AblateError
 from ablate.heads import HeadSet
-from ablate.interventions import Condition, MeanAblate, ResampleAblate, ZeroAblate
+from ablate.interventions import Condition, MeanAblate, Patch, ResampleAblate, ZeroAblate
 
 #: how many characters of held-out text make one loss-reduction document
 LR_DOC_CHARS = 2400
@@ -54,6 +54,8 @@ def _operator(op: str, heads: HeadSet, positions: str, seed: int):
         return MeanAblate(heads, positions)
     if op == "resample":
         return ResampleAblate(heads, positions, seed=seed)
+    if op == "patch":  # always at the query's final prompt token (ablate.icl_metrics)
+        return Patch(heads, "last")
     raise AblateError(f"unknown operator {op!r}")
 
 
@@ -101,6 +103,8 @@ def run_cell(runner, handle, k: dict, key: str) -> pd.DataFrame:
         if spec.heads.select == "sih" and spec.heads.at == "final" and step != final:
             fixed = runner.heads_for(final)[("target", -1)]
         return select_head_sets(handle, spec, step, runner.plan.tokens_seen.get(step), fixed_target=fixed)
+    if kind == "patch":
+        return _patch_cell(runner, handle, k, step)
     op = k["op"]
     conds, meta = condition_block(runner, step, op, cell_seed(spec.seed, f"op={op}/step={step}"))
     reference = _reference_batch(handle, spec) if op == "mean" else None
@@ -124,3 +128,22 @@ def run_cell(runner, handle, k: dict, key: str) -> pd.DataFrame:
         out.attrs["forward_rows"] = len(items) * len(conds)
         return out
     raise AblateError(f"unknown cell kind {kind!r} in key {key!r}")
+
+
+def _patch_cell(runner, handle, k: dict, step: int) -> pd.DataFrame:
+    """Clean prompts (clean run) + shuffled-label prompts under [corrupted, each set patched]."""
+    from ablate.icl_metrics import evaluate_items
+    from ablate.icl_tasks import make_items
+
+    spec = runner.plan.spec
+    shots = [s for s in spec.icl.shots if s >= 1]
+    items = make_items(k["task"], shots, spec.icl.items, seed=spec.seed, controls=["clean", "shuffled"])
+    clean = [it for it in items if it.control == "clean"]
+    shuffled = [it for it in items if it.control == "shuffled"]
+    conds, meta = condition_block(runner, step, "patch", 0)
+    ref = evaluate_items(handle, clean, [None])
+    pat = evaluate_items(handle, shuffled, conds, patch_from=clean)
+    out = pd.concat([_decorate(ref, runner, step, "patch", meta), _decorate(pat, runner, step, "patch", meta)],
+                    ignore_index=True)
+    out.attrs["forward_rows"] = len(clean) * (1 + len(conds))
+    return out

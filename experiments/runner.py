@@ -7,6 +7,8 @@ Cells (keys are stable strings; the order below is the run order)::
     lr/step=S/op=O                  loss reduction on held-out documents under every condition
     icl/step=S/op=O/task=T          the few-shot items of task T (all shots, all controls) under every
                                     condition
+    patch/step=S/task=T             (operators.patch) task T's shuffled-label prompts (shots >= 1), each
+                                    set's heads patched from the clean prompt at the query token
 
 A condition block is ``[clean, target, induction?, random_0 .. random_{R-1}]``, all run in the same
 batched forward passes (:func:`ablate.interventions.run_conditions`). A cell is a pure function of
@@ -120,6 +122,9 @@ def make_plan(spec: Spec) -> Plan:
             grid.append(f"lr/step={st}/op={op}")
             for t in tasks:
                 grid.append(f"icl/step={st}/op={op}/task={t}")
+        if spec.operators.patch:
+            for t in tasks:
+                grid.append(f"patch/step={st}/task={t}")
     return Plan(spec, steps, toks, locs, tasks, grid, series_root)
 
 
@@ -198,13 +203,16 @@ class Runner:
 
     def assemble(self) -> None:
         """Combine finished cells into RUN/raw_icl, raw_lr, head_sets and the tidy RUN/results."""
-        from experiments.tidy import results_table
+        from experiments.tidy import patching_table, results_table
 
         g = self.plan.grid
         icl = self.store.assemble([k for k in g if k.startswith("icl/")], "raw_icl")
         lr = self.store.assemble([k for k in g if k.startswith("lr/")], "raw_lr")
         self.store.assemble([k for k in g if k.startswith("heads/")], "head_sets")
         self.store.write_table(results_table(icl, lr, self.plan.spec.operators.primary), "results")
+        if self.plan.spec.operators.patch:
+            raw = self.store.assemble([k for k in g if k.startswith("patch/")], "raw_patch")
+            self.store.write_table(patching_table(raw), "patching")
 
     def heads_for(self, step: int) -> dict:
         """The head sets of checkpoint ``step`` (from its finished heads cell)."""

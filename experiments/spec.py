@@ -30,7 +30,8 @@ every error names the key and the file. Example (``experiments/sih_ablation/spec
     [operators]
     primary = "mean"
     robustness = ["zero", "resample"]
-    patch = false                   # also patch clean activations into shuffled-label prompts
+    patch = false                   # also patch the sets' clean outputs into shuffled-label prompts
+                                    # (query token; shots >= 1) -> RUN/patching, `ablate stats`
 
     [icl]
     tasks = "default"               # or a list of task names
@@ -237,11 +238,12 @@ def validate(spec: Spec) -> None:
     for op in (o.primary, *o.robustness):
         if op not in OPERATOR_NAMES:
             raise SpecError(f"{src}: key operators: unknown operator {op!r}{_suggest(op, OPERATOR_NAMES)}")
-    if o.patch:
-        raise SpecError(f"{src}: key operators.patch = true: patching clean activations into shuffled-label "
-                        "prompts is available in the Python API (ablate.Patch with run_conditions(..., "
-                        "source=clean_batch)) but not yet as a runner cell; set it to false")
     i = spec.icl
+    if not isinstance(o.patch, bool):
+        raise SpecError(f"{src}: key operators.patch must be true or false, got {o.patch!r}")
+    if o.patch and not any(isinstance(x, int) and x >= 1 for x in i.shots):
+        raise SpecError(f"{src}: key operators.patch = true needs a shot count >= 1 in icl.shots (a "
+                        f"0-shot prompt has no labels to shuffle), got {list(i.shots)}")
     if not i.shots or any((not isinstance(x, int)) or x < 0 for x in i.shots):
         raise SpecError(f"{src}: key icl.shots must be a non-empty list of non-negative integers, got {i.shots!r}")
     if i.items < 1 or i.lr_documents < 1:

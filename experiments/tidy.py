@@ -61,3 +61,38 @@ def results_table(raw_icl: pd.DataFrame, raw_lr: pd.DataFrame, primary: str) -> 
     df["_o"] = df["condition"].map(order).fillna(9)
     df = df.sort_values(["step", "_o", "operator", "control_index", "task", "shots", "item"], kind="stable")
     return df.drop(columns="_o").reset_index(drop=True)
+
+
+#: metrics carried into the patching table (clean / corrupted / patched copies of each)
+PATCH_METRICS = ("gold_logprob", "pd_cont", "pd", "fc")
+
+
+def patching_table(raw_patch: pd.DataFrame) -> pd.DataFrame:
+    """The tidy ``patching`` table: one row per (step, patched set, task, shots, item).
+
+    From the raw rows of the ``patch/`` cells: ``clean_<m>`` is metric ``m`` on the clean prompt,
+    ``corrupted_<m>`` on the shuffled-label prompt, ``patched_<m>`` on the shuffled-label prompt with
+    the set's heads patched from the clean prompt (at the query token), for ``m`` in
+    :data:`PATCH_METRICS`. The gold label is the true label of the query in all three, so
+    ``(patched - corrupted) / (clean - corrupted)`` is the fraction of the clean behaviour the
+    set restores (:mod:`stats.patching`).
+    """
+    keys = ["step", "tokens_seen", "task", "shots", "item"]
+    cols = ["step", "tokens_seen", "condition", "head_set", "control_index", "task", "shots", "item"]
+    if not len(raw_patch):
+        return pd.DataFrame(columns=cols + [f"{w}_{m}" for w in ("clean", "corrupted", "patched")
+                                            for m in PATCH_METRICS])
+    raw = raw_patch.rename(columns={"role": "condition"})
+    clean = raw[(raw["control"] == "clean") & (raw["condition"] == "clean")]
+    corr = raw[(raw["control"] == "shuffled") & (raw["condition"] == "clean")]
+    pat = raw[(raw["control"] == "shuffled") & (raw["condition"] != "clean")]
+    m = list(PATCH_METRICS)
+    out = pat[cols + m].rename(columns={c: f"patched_{c}" for c in m})
+    for name, part in (("clean", clean), ("corrupted", corr)):
+        out = out.merge(part[keys + m].rename(columns={c: f"{name}_{c}" for c in m}), on=keys, how="left",
+                        validate="many_to_one")
+    order = {"target": 0, "induction": 1, "random": 2}
+    out["_o"] = out["condition"].map(order).fillna(9)
+    out = out.sort_values(["step", "_o", "control_index", "task", "shots", "item"], kind="stable")
+    front = cols + [f"{w}_{c}" for c in m for w in ("clean", "corrupted", "patched")]
+    return out[front].reset_index(drop=True)

@@ -107,3 +107,30 @@ def test_spec_errors_leave_no_run_folder(tiny_series, tmp_path):
         with pytest.raises(SpecError, match=msg):
             run_spec(spec_from_dict(_spec(tiny_series, **over), "t.toml"), out, progress=False)
         assert not out.exists()
+
+
+def test_patch_cells_write_a_patching_table(tiny_series, tmp_path):
+    """operators.patch adds one cell per (step, task): shuffled-label prompts with each set patched
+    from the clean prompt; RUN/patching lines up clean / corrupted / patched values per item."""
+    d = _spec(tiny_series, operators={"primary": "mean", "robustness": [], "patch": True},
+              icl={"shots": [0, 3]})
+    s = run_spec(spec_from_dict(d, "t.toml"), tmp_path / "run", progress=False)
+    assert s.cells_failed == 0, s.failed
+    assert s.cells_done == 2 * (1 + 1 + 2 + 2)  # heads, lr, 2 icl, 2 patch per step
+    pt = pd.read_parquet(tmp_path / "run" / "patching.parquet")
+    assert set(pt["condition"]) == {"target", "induction", "random"}
+    assert set(pt["shots"]) == {3}  # 0-shot prompts have nothing to shuffle
+    # per step and task: 1 target + 1 induction + 2 random sets, 4 items each
+    assert len(pt) == 2 * 2 * (1 + 1 + 2) * 4
+    assert pt[[c for c in pt.columns if c.startswith(("clean_", "corrupted_", "patched_"))]].notna().all().all()
+    # the clean prompt's value is the one the ICL cells measured on the same item
+    res = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    clean = res[(res["condition"] == "clean") & (res["task"] != "lr_docs") & (res["shots"] == 3)]
+    m = pt.merge(clean[["step", "task", "shots", "item", "gold_logprob"]], on=["step", "task", "shots", "item"])
+    assert len(m) == len(pt)
+    assert (m["clean_gold_logprob"] - m["gold_logprob"]).abs().max() < 1e-4
+    # patching changed something somewhere, and the corruption changed the clean value
+    assert (pt["patched_gold_logprob"] != pt["corrupted_gold_logprob"]).any()
+    assert (pt["clean_gold_logprob"] != pt["corrupted_gold_logprob"]).any()
+    # the drop analysis never sees patch rows
+    assert "patch" not in set(res["operator"])

@@ -34,6 +34,8 @@ def test_typo_gets_did_you_mean_and_names_file(tmp_path):
     ({"icl": {"shots": []}}, "icl.shots"),
     ({"icl": {"items": "many"}}, "icl.items: expected an integer"),
     ({"series": {"model": "m", "steps": "some"}}, "series.steps"),
+    ({"operators": {"patch": True}, "icl": {"shots": [0]}}, "operators.patch = true needs a shot count >= 1"),
+    ({"operators": {"patch": "yes"}}, "operators.patch"),
 ])
 def test_value_errors_name_the_key(patch, msg):
     d = {**BASE, **patch}
