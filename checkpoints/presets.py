@@ -21,6 +21,12 @@ the demonstrated set) was 1.0. ``python -m checkpoints.probe OUT`` re-measures a
 
 ``paper`` is the paper's 20 layers x 16 heads x d 2048 Llama; it is meant for GPU users and is
 never trained by the tests (only its config is built, on the meta device).
+
+**Families.** Every preset trains as a Llama by default; ``family="gpt2"`` or ``"gpt_neox"``
+(``get_preset("tiny", family="gpt2")``, ``ablate train --family gpt2``) maps the same shape onto
+GPT-2 (learned absolute positions, LayerNorm, GELU MLP, biases) or GPT-NeoX/Pythia (rotary on a
+quarter of each head as in Pythia, parallel residual, LayerNorm, biases), so the ``cross_arch``
+experiment can compare families trained on identical data. The measurements above are for Llama.
 """
 
 from __future__ import annotations
@@ -29,7 +35,14 @@ from dataclasses import asdict, dataclass, field, replace
 
 from checkpoints.recipe import Recipe
 
-__all__ = ["TrainConfig", "PRESETS", "get_preset"]
+__all__ = ["TrainConfig", "PRESETS", "FAMILIES", "get_preset"]
+
+#: Trainable families -> the ``transformers`` causal-LM class the trainer builds.
+FAMILIES: dict[str, str] = {
+    "llama": "LlamaForCausalLM",
+    "gpt2": "GPT2LMHeadModel",
+    "gpt_neox": "GPTNeoXForCausalLM",
+}
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,9 @@ class TrainConfig:
 
     Attributes:
         name: Preset name.
-        n_layers, n_heads, d_model, d_mlp, n_kv_heads: Llama shape (``n_kv_heads`` None = MHA).
+        n_layers, n_heads, d_model, d_mlp: Model shape (``d_mlp`` is the MLP's hidden width:
+            Llama ``intermediate_size``, GPT-2 ``n_inner``, NeoX ``intermediate_size``).
+        n_kv_heads: Llama only: key/value heads for grouped-query attention (None = MHA).
         vocab_size: BPE vocabulary size.
         seq_len: Tokens per row.
         batch_size: Rows per step.
@@ -54,6 +69,7 @@ class TrainConfig:
         single_token_words: Make every category word one BPE token.
         recipe: The data mixture.
         seed: Seed for init and data.
+        family: Architecture: "llama" (default), "gpt2" or "gpt_neox" (see :data:`FAMILIES`).
     """
 
     name: str
@@ -79,33 +95,111 @@ class TrainConfig:
     single_token_words: bool = True
     recipe: Recipe = field(default_factory=Recipe)
     seed: int = 0
+    family: str = "llama"
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"TrainConfig {self.name!r}: unknown family {self.family!r}; "
+                             f"allowed families: {', '.join(FAMILIES)}")
+        if self.n_kv_heads is not None and self.family != "llama":
+            raise ValueError(f"TrainConfig {self.name!r}: n_kv_heads (grouped-query attention) is "
+                             f"only supported for family 'llama', not {self.family!r}; leave it None")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"TrainConfig {self.name!r}: d_model={self.d_model} is not a multiple "
+                             f"of n_heads={self.n_heads}")
 
     def to_dict(self) -> dict:
-        """JSON-serialisable form."""
+        """JSON-serialisable form.
+
+        ``family`` is left out when it is "llama": this dict is hashed into the trainer's run
+        identity (``run.json``) and the demo's series cache key, and both existed before the field
+        did, so a Llama run must keep the hash it had (or every cached series would retrain).
+        """
         d = asdict(self)
         d["recipe"] = self.recipe.to_dict()
+        if d["family"] == "llama":
+            del d["family"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (a dict without ``family`` is a Llama run)."""
         d = dict(d)
         d["recipe"] = Recipe.from_dict(d["recipe"])
         d["betas"] = tuple(d["betas"])
+        d.setdefault("family", "llama")
         return cls(**d)
 
-    def llama_config(self, tokenizer=None):
-        """The ``transformers.LlamaConfig`` of this run.
+    @property
+    def architecture(self) -> str:
+        """The ``transformers`` class name (what ``config.architectures`` records)."""
+        return FAMILIES[self.family]
+
+    def model_class(self):
+        """The ``transformers`` causal-LM class of :attr:`family`."""
+        import transformers
+
+        return getattr(transformers, self.architecture)
+
+    def model_config(self, tokenizer=None):
+        """The ``transformers`` config of this run's family (dropout 0, ``architectures`` set).
+
+        The shape fields map onto each family's names; GPT-2 learns absolute positions, so its
+        ``n_positions`` is ``max(2 * seq_len, 256)`` like Llama's ``max_position_embeddings``
+        (positions past ``seq_len`` exist but are never trained). GPT-NeoX keeps Pythia's
+        defaults (rotary on 25% of each head, parallel residual).
 
         Args:
             tokenizer: When given, its bos/eos/pad ids are written into the config.
         """
+        if self.family == "llama":
+            cfg = self.llama_config(tokenizer)
+        else:
+            import transformers
+
+            # without a tokenizer: no special ids (GPT-2's default 50256 lies outside small vocabularies)
+            ids = self._token_ids(tokenizer) or dict(bos_token_id=None, eos_token_id=None, pad_token_id=None)
+            common = dict(vocab_size=self.vocab_size, tie_word_embeddings=self.tie_embeddings,
+                          initializer_range=0.02, **ids)
+            if self.family == "gpt2":
+                cfg = transformers.GPT2Config(
+                    n_embd=self.d_model, n_layer=self.n_layers, n_head=self.n_heads,
+                    n_inner=self.d_mlp, n_positions=self._max_positions(),
+                    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                    layer_norm_epsilon=1e-5, **common)
+            else:  # gpt_neox
+                cfg = transformers.GPTNeoXConfig(
+                    hidden_size=self.d_model, num_hidden_layers=self.n_layers,
+                    num_attention_heads=self.n_heads, intermediate_size=self.d_mlp,
+                    max_position_embeddings=self._max_positions(),
+                    hidden_dropout=0.0, attention_dropout=0.0, layer_norm_eps=1e-5, **common)
+        cfg.architectures = [self.architecture]
+        return cfg
+
+    def _max_positions(self) -> int:
+        return max(2 * self.seq_len, 256)
+
+    @staticmethod
+    def _token_ids(tokenizer) -> dict:
+        if tokenizer is None:
+            return {}
+        return dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                    pad_token_id=tokenizer.pad_token_id)
+
+    def llama_config(self, tokenizer=None):
+        """The ``transformers.LlamaConfig`` of this run (the ``llama`` case of :meth:`model_config`).
+
+        Args:
+            tokenizer: When given, its bos/eos/pad ids are written into the config.
+
+        Raises:
+            ValueError: :attr:`family` is not "llama" (use :meth:`model_config`).
+        """
         from transformers import LlamaConfig
 
-        ids = {}
-        if tokenizer is not None:
-            ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                       pad_token_id=tokenizer.pad_token_id)
+        if self.family != "llama":
+            raise ValueError(f"llama_config() on a {self.family!r} config; use model_config()")
+        ids = self._token_ids(tokenizer)
         return LlamaConfig(
             vocab_size=self.vocab_size,
             hidden_size=self.d_model,
@@ -114,7 +208,7 @@ class TrainConfig:
             num_attention_heads=self.n_heads,
             num_key_value_heads=self.n_kv_heads or self.n_heads,
             head_dim=self.d_model // self.n_heads,
-            max_position_embeddings=max(2 * self.seq_len, 256),
+            max_position_embeddings=self._max_positions(),
             tie_word_embeddings=self.tie_embeddings,
             rms_norm_eps=1e-5,
             initializer_range=0.02,
@@ -148,10 +242,13 @@ PRESETS: dict[str, TrainConfig] = {
 
 
 def get_preset(name: str, **overrides) -> TrainConfig:
-    """A preset by name, with field overrides (``steps=``, ``seed=``).
+    """A preset by name, with field overrides (``steps=``, ``seed=``, ``family=``).
+
+    ``None`` overrides are ignored (so CLI options left unset keep the preset's values).
 
     Raises:
         KeyError: Unknown preset (lists the known ones) or unknown override field.
+        ValueError: Unknown ``family`` (lists the allowed ones) or a shape it cannot take.
     """
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
