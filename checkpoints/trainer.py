@@ -1,4 +1,7 @@
-"""The built-in trainer: a Llama-style causal LM from scratch, saving a checkpoint series.
+"""The built-in trainer: a small causal LM from scratch, saving a checkpoint series.
+
+The model is a Llama, GPT-2 or GPT-NeoX (``TrainConfig.family``) of the preset's shape; data,
+tokenizer, optimiser and schedule are the same for every family.
 
 Layout of an output folder ``OUT``::
 
@@ -11,7 +14,10 @@ Layout of an output folder ``OUT``::
 
 **Resume.** Run the same command again: the trainer reads ``series.json``, loads the newest
 checkpoint's weights and its ``trainer_state.pt`` (AdamW state, LR scheduler, torch RNG, step,
-tokens seen) and continues. The data stream needs no state: batch ``s`` is a pure function of
+tokens seen) and continues. Weights are read back through the family's ``from_pretrained``, which
+knows its checkpoint key names (tied unembeddings are not stored; transformers 5 writes an untied
+NeoX unembedding as ``embed_out.weight`` but names it ``lm_head.weight`` in memory), and every
+tensor of the model must come back. The data stream needs no state: batch ``s`` is a pure function of
 ``(seed, s)`` (:mod:`checkpoints.stream`). A checkpoint folder is written under a temporary
 name and renamed, and the manifest is replaced atomically, so a kill at any moment leaves the
 previous checkpoint usable. With the same number of torch threads the resumed run's checkpoints
@@ -133,6 +139,29 @@ def _eval_batch(text_eval: np.ndarray, cfg: TrainConfig, bos: int) -> np.ndarray
     return np.array(rows, dtype=np.int64)
 
 
+def _load_weights(model, model_cls, folder: str, what: str) -> None:
+    """Copy the weights saved in ``folder`` into ``model`` exactly (every tensor, strict).
+
+    ``from_pretrained`` maps the family's on-disk key names to the in-memory ones (tied
+    unembeddings are not stored: ``lm_head.weight`` of a tied Llama / GPT-2 / NeoX is rebuilt from
+    ``model.embed_tokens`` / ``transformer.wte`` / ``gpt_neox.embed_in``; an untied NeoX stores it
+    as ``embed_out.weight``), so no family needs a hand-kept list of tolerated keys.
+    """
+    import torch
+
+    try:
+        saved, info = model_cls.from_pretrained(folder, output_loading_info=True, dtype=torch.float32)
+    except Exception as exc:  # noqa: BLE001 - any load failure means the folder cannot be resumed
+        raise TrainerError(f"{what} cannot be loaded as {model_cls.__name__}: {exc}") from exc
+    bad = {k: sorted(v) for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if (v := info.get(k))}
+    if bad:
+        raise TrainerError(f"{what} does not match a {model_cls.__name__} of this config: {bad}")
+    try:
+        model.load_state_dict(saved.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise TrainerError(f"{what} does not match this config: {exc}") from exc
+
+
 def train(
     cfg: TrainConfig,
     out_dir: str | os.PathLike,
@@ -163,8 +192,6 @@ def train(
     """
     import torch
     from tqdm.auto import tqdm
-    from transformers import LlamaForCausalLM
-
     from checkpoints.stream import BatchStream
 
     from transformers.utils import logging as hf_logging
@@ -185,7 +212,8 @@ def train(
         if _identity_hash(old["identity"]) != _identity_hash(identity):
             raise TrainerError(
                 f"{out} holds a different run (config/corpus differ from this command: "
-                f"{old['identity']['config'].get('name')!r} preset, corpus {old['identity']['corpus']!r}). "
+                f"{old['identity']['config'].get('name')!r} preset, family "
+                f"{old['identity']['config'].get('family', 'llama')!r}, corpus {old['identity']['corpus']!r}). "
                 "Re-run with the same options to resume, or choose a new --out folder."
             )
         if old.get("threads") != threads:
@@ -210,8 +238,9 @@ def train(
     tokens_per_step = cfg.batch_size * cfg.seq_len
 
     torch.manual_seed(cfg.seed)
-    model = LlamaForCausalLM(cfg.llama_config(tok))
-    model.config.architectures = ["LlamaForCausalLM"]
+    model_cls = cfg.model_class()
+    model = model_cls(cfg.model_config(tok))
+    model.config.architectures = [cfg.architecture]
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
@@ -231,16 +260,10 @@ def train(
                 f"cannot resume {out}: the newest checkpoint (step {last.step}) has no {STATE_NAME}. "
                 "Delete the run folder to start over."
             )
-        from safetensors.torch import load_file
-
         h = hash_checkpoint(last.locator, last.step)
         if last.sha256 and h != last.sha256:
             raise TrainerError(f"cannot resume {out}: checkpoint at step {last.step} does not match its hash")
-        sd = load_file(str(Path(last.locator) / "model.safetensors"))
-        missing, unexpected = model.load_state_dict(sd, strict=False)
-        if unexpected or (set(missing) - {"lm_head.weight"}):
-            raise TrainerError(f"cannot resume {out}: checkpoint at step {last.step} has other tensors "
-                               f"(missing {missing}, unexpected {unexpected})")
+        _load_weights(model, model_cls, last.locator, f"cannot resume {out}: checkpoint at step {last.step}")
         state = torch.load(state_path, weights_only=False)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -278,8 +301,8 @@ def train(
     if start == 0 and not len(series):
         save(0, None)
     model.train()
-    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=f"train {cfg.name}",
-               unit="step", dynamic_ncols=True)
+    desc = f"train {cfg.name}" + ("" if cfg.family == "llama" else f" ({cfg.family})")
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=desc, unit="step", dynamic_ncols=True)
     losses: list[float] = []
     t0, tok0 = time.perf_counter(), 0
     for step in range(start, cfg.steps):
