@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,7 @@ class SignificanceResult:
         drops: the :class:`stats.drops.DropTables` (items, normalisers/exclusions, raw metrics).
         units: per-task units with specific drops.
         emergence: :class:`stats.emergence.EmergenceResult` or None.
+        patching: :class:`stats.patching.PatchingResult` (restoration by patching) or None.
         settings: the analysis parameters (for the record).
     """
 
@@ -55,6 +57,7 @@ class SignificanceResult:
     units: pd.DataFrame
     emergence: EmergenceResult | None = None
     settings: dict = field(default_factory=dict)
+    patching: Any = None  #: :class:`stats.patching.PatchingResult` when the run patched (else None)
 
     def summary(self) -> str:
         """One plain-language paragraph generated from the numbers."""
@@ -303,7 +306,7 @@ def analyze(results: pd.DataFrame, *, cols: Columns = Columns(), min_gap: dict[s
 
 
 def run_stats(run_dir: str | Path, **kwargs) -> SignificanceResult:
-    """Read RUN/results.parquet (+ head_scores / icl_summary if present), analyse, write RUN/tables/.
+    """Read RUN/results.parquet (+ head_scores / icl_summary / patching if present), analyse, write RUN/tables/.
 
     Emergence curves: ``icl_summary.parquet`` if present, else the clean model's ability gaps
     (clean - floor) from the results; plus ``head_scores.parquet`` restricted to the target heads.
@@ -341,5 +344,10 @@ def run_stats(run_dir: str | Path, **kwargs) -> SignificanceResult:
     kwargs.setdefault("emergence_curves", curves)
     kwargs.setdefault("emergence_pairs", pairs)
     out = analyze(results, **kwargs)
+    if (run / "patching.parquet").exists():
+        from .patching import analyze_patching
+
+        out.patching = analyze_patching(pd.read_parquet(run / "patching.parquet"),
+                                        n_boot=kwargs.get("n_boot", 2000), seed=kwargs.get("seed", 0))
     out.write(run)
     return out

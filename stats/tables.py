@@ -160,9 +160,43 @@ def write_tables(result, out_dir: Path) -> dict[str, Path]:
         result.emergence.curves.to_csv(out_dir / "emergence_tidy.csv", index=False)
         result.emergence.pairs.to_csv(out_dir / "emergence_pairs.csv", index=False)
         written["emergence_pairs.csv"] = out_dir / "emergence_pairs.csv"
+    pt = getattr(result, "patching", None)
+    if pt is not None:
+        disp = patching_display(pt.table)
+        pnotes = [f"checkpoint {s}, {c}: {n}" for s, c, n in
+                  zip(pt.table.get("step", []), pt.table.get("condition", []), pt.table.get("note", [])) if n]
+        pnotes.append(f"Restoration = mean over tasks of mean_i(patched - corrupted) / mean_i(clean - corrupted) "
+                      f"on {pt.metric}; corrupted = shuffled-label prompt, patched = the set's heads given their "
+                      f"clean-prompt outputs at the query token. Specific = set - mean of R matched random sets. "
+                      f"Tasks whose clean - corrupted gap is below {pt.min_gap:g} are excluded. p (sign-flip): "
+                      f"one-sided over tasks, specific > 0; p (Holm) across checkpoints; p (random): empirical.")
+        for path in _write_three(disp, out_dir / "patching", "Does patching the heads' clean outputs restore the "
+                                 "label mapping that shuffling destroyed?", pnotes):
+            written[path.name] = path
+        pt.table.to_csv(out_dir / "patching_tidy.csv", index=False)
+        pt.units.to_csv(out_dir / "patching_units.csv", index=False)
+        written["patching_tidy.csv"] = out_dir / "patching_tidy.csv"
     (out_dir / "summary.md").write_text(result.summary() + "\n")
     written["summary.md"] = out_dir / "summary.md"
     return written
+
+
+def patching_display(table: pd.DataFrame) -> pd.DataFrame:
+    """APA-style display of :attr:`stats.patching.PatchingResult.table`."""
+    if table.empty:
+        return pd.DataFrame(columns=["Checkpoint", "Set", "Heads", "Tasks", "R", "Restoration", "Random sets",
+                                     "Specific [95% CI]", "p (sign-flip)", "p (Holm)", "p (random)", "note"])
+    return pd.DataFrame({
+        "Checkpoint": table["step"], "Set": table["condition"], "Heads": table["head_set"],
+        "Tasks": table["n_tasks"], "R": table["R"],
+        "Restoration": [fmt_num(x) for x in table["restoration"]],
+        "Random sets": [fmt_num(x) for x in table["random_restoration"]],
+        "Specific [95% CI]": [fmt_ci(a, b, c) for a, b, c in zip(table["specific"], table["ci_low"], table["ci_high"])],
+        "p (sign-flip)": [fmt_p(p) for p in table["p_signflip"]],
+        "p (Holm)": [fmt_p(p) for p in table["p_holm"]],
+        "p (random)": [fmt_p(p) for p in table["p_random"]],
+        "note": table["note"],
+    })
 
 
 def summary_paragraph(result) -> str:
@@ -218,4 +252,7 @@ def summary_paragraph(result) -> str:
             parts.append("Bootstrap CIs of the lead separate " + "; ".join(
                 f"{r.rises_first} rising before {r.curve_b if r.rises_first == r.curve_a else r.curve_a}"
                 for r in clear.itertuples()) + ". Granger tests are exploratory only.")
+    pt = getattr(result, "patching", None)
+    if pt is not None:
+        parts.append(pt.summary())
     return " ".join(parts)

@@ -134,3 +134,11 @@ def test_patch_cells_write_a_patching_table(tiny_series, tmp_path):
     assert (pt["clean_gold_logprob"] != pt["corrupted_gold_logprob"]).any()
     # the drop analysis never sees patch rows
     assert "patch" not in set(res["operator"])
+    # `ablate stats` adds the restoration table
+    from stats.api import run_stats
+
+    out = run_stats(tmp_path / "run", n_boot=50, mixed_model=False)
+    assert out.patching is not None and set(out.patching.units["condition"]) == {"target", "induction", "random"}
+    for f in ("patching.md", "patching.csv", "patching.tex", "patching_tidy.csv", "patching_units.csv"):
+        assert (tmp_path / "run" / "tables" / f).is_file(), f
+    assert "Patching" in out.summary() or "restored" in out.summary()
