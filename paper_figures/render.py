@@ -13,6 +13,7 @@ figure (RUN/figures/...)   function                                         read
                                                                             tables/significance_tidy.csv)
 ``emergence_timeline``     :func:`paper_figures.emergence.emergence_timeline`  tables/emergence_tidy.csv
                                                                             (or tables/emergence.csv)
+``patching_restoration``   :func:`paper_figures.patching.patching_restoration`  patching.parquet
 =========================  ===============================================  =======================
 
 Without ``icl_summary``, the ICL figures are drawn from the clean rows of ``results``. A figure whose
@@ -34,6 +35,7 @@ from .curves import score_curves
 from .emergence import emergence_timeline
 from .heatmaps import ri_heatmaps
 from .icl import accuracy_vs_shots, icl_levels
+from .patching import patching_restoration
 from .inputs import read_table
 from .style import DPI, FORMATS, save_figure
 
@@ -70,13 +72,14 @@ def render_run(run_dir: str | Path, *, step: int | None = None, formats: tuple[s
     head_scores = read_table(run, "head_scores")
     icl = read_table(run, "icl_summary")
     results = read_table(run, "results")
+    patching = read_table(run, "patching")
     sig = read_table(run / "tables", "significance_tidy.csv")
     emer = read_table(run / "tables", "emergence_tidy.csv")
     if emer is None:
         emer = read_table(run / "tables", "emergence.csv")
 
     # a single model (no series) is written with step = NA: treat it as one checkpoint, step 0
-    for t in (head_scores, icl, results):
+    for t in (head_scores, icl, results, patching):
         if t is not None and "step" in t.columns and t["step"].isna().any():
             t["step"] = t["step"].fillna(0).astype("int64")
     n_steps = max((t["step"].nunique() for t in (head_scores, icl, results)
@@ -107,6 +110,8 @@ def render_run(run_dir: str | Path, *, step: int | None = None, formats: tuple[s
          lambda: ablation_drops(results, step=step, significance=sig)),
         ("emergence_timeline", emer is not None and len(emer) > 0, "tables/emergence_tidy.csv or emergence.csv",
          lambda: emergence_timeline(emer)),
+        ("patching_restoration", patching is not None and len(patching) > 0, "patching.parquet (operators.patch)",
+         lambda: patching_restoration(patching)),
     ]
     written: list[Path] = []
     for name, present, needs, make in jobs:

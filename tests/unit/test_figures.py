@@ -332,3 +332,26 @@ def test_real_producer_shapes(tables, tmp_path):
     fig = score_curves(hs)
     check_figure(fig, tmp_path, "curves_na")
     check_figure(ri_heatmaps(hs, step=500), tmp_path, "ri_na")
+
+
+def test_patching_restoration(tmp_path):
+    from paper_figures.patching import patching_restoration
+    from tests.unit.test_stats_patching import _table
+
+    one = _table(0.8, 0.1, n_tasks=5, R=3)
+    fig = patching_restoration(one, n_boot=100)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["target", "random (R = 3)"]
+    assert "step 10" in ax.get_xlabel()
+    check_figure(fig, tmp_path, "patching_one")
+    many = _table(0.8, 0.1, n_tasks=4, R=2, steps=(100, 1000, 10000), noise=0.1)
+    fig = patching_restoration(many, n_boot=100)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["target", "random (R = 2)"]
+    check_figure(fig, tmp_path, "patching_many")
+    with pytest.raises(ValueError, match="nothing to restore"):
+        patching_restoration(_table(0.8, 0.1, gaps=[0.0] * 5))
+    # render_run draws it when the run has a patching table
+    run = tmp_path / "run"
+    run.mkdir()
+    many.to_parquet(run / "patching.parquet")
+    assert [p.name for p in render_run(run, formats=("png",), dpi=60)] == ["patching_restoration.png"]
