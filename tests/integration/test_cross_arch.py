@@ -1,0 +1,93 @@
+"""The shipped ``cross_arch`` spec on tiny GPT-2 and GPT-NeoX series trained by the built-in trainer.
+
+What ``ablate run experiments/cross_arch/spec.toml --series DIR`` does, with smaller ICL sizes. The
+tiny series are too small for any head to pass the SIH rule (no attention weight clears the
+relation index's tau gate), so the target set is given explicitly; the selection itself is the
+same code for every family and runs on the full spec in the README's commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablate.heads import HeadSet
+from experiments.runner import run_spec
+from experiments.spec import load_spec, spec_from_dict
+from tests.integration.test_trainer_families import FAMILIES, trained_series
+
+SPEC = Path(__file__).resolve().parents[2] / "experiments" / "cross_arch" / "spec.toml"
+TARGET = "L1H0"  # tiny preset: 2 layers x 2 heads
+
+
+def _small_cross_arch(series_dir: Path):
+    d = load_spec(SPEC).to_dict()
+    d["heads"].update(select="explicit", explicit=[TARGET], n_sentences=10)
+    d["controls"]["random_sets"] = 2
+    d["icl"].update(items=2, lr_documents=2)
+    return spec_from_dict(d, str(SPEC)).with_series(str(series_dir))  # what --series DIR does
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cross_arch_spec_runs_on_trained_family(tmp_path_factory, tmp_path, family):
+    from ablate.model import load_model
+    from checkpoints.series import CheckpointSeries
+
+    series_dir = trained_series(family, tmp_path_factory)
+    spec = _small_cross_arch(series_dir)
+    out = tmp_path / f"cross_{family}"
+    summary = run_spec(spec, out, progress=False)
+    assert summary.cells_failed == 0
+
+    series = CheckpointSeries.from_local(series_dir)
+    a = load_model(series[-1].locator).adapter
+    assert a.family == family
+    steps = sorted(pd.read_parquet(out / "head_sets.parquet")["step"].unique())
+    assert steps[0] == 0 and steps[-1] == series.steps[-1] and len(steps) == 4  # log_spaced = 4
+
+    res = pd.read_parquet(out / "results.parquet")
+    assert sorted(res["step"].unique()) == steps
+    for step, g in res.groupby("step"):
+        assert {"clean", "target", "random", "induction"} <= set(g["condition"]), step
+        assert set(g.loc[g["condition"] == "random", "control_index"]) == {0, 1}, step
+    assert set(res["operator"]) == {"none", "mean", "zero"}
+    assert set(res["task"]) == {*spec.icl.tasks, "lr_docs"}  # lr_docs: the loss-reduction rows
+    icl = res[res["task"] != "lr_docs"]
+    assert icl.loc[icl["condition"] == "clean", ["fc", "pd"]].notna().all().all()
+
+    hs = pd.read_parquet(out / "head_sets.parquet")
+    for step, g in hs.groupby("step"):
+        roles = g.set_index(["role", "control_index"])["head_set"]
+        assert roles[("target", -1)] == TARGET
+        for s in g["head_set"]:
+            HeadSet.parse(s).validate(a.n_layers, a.n_heads)  # valid heads of this family's model
+        for s in g.loc[g["role"] == "random", "head_set"]:
+            r = HeadSet.parse(s)
+            assert len(r) == 1 and not set(r) & set(HeadSet.parse(TARGET)) and r.layers() == (1,)
+        assert len(HeadSet.parse(roles[("induction", -1)])) == 2
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cross_arch_head_selection_runs_on_trained_family(tmp_path_factory, family):
+    """The spec's own SIH rule (relation index on parsed sentences) on the family's final checkpoint."""
+    import json
+
+    from ablate.model import load_model
+    from checkpoints.series import CheckpointSeries
+    from experiments.heads import select_head_sets
+
+    spec = load_spec(SPEC)
+    assert spec.heads.select == "sih"
+    last = CheckpointSeries.from_local(trained_series(family, tmp_path_factory))[-1]
+    h = load_model(last.locator)
+    rows = select_head_sets(h, spec, last.step, last.tokens_seen).set_index("role")
+    details = json.loads(rows.loc["target", "details"])
+    assert details["n_triplets"] > 0 and details["relations"]
+    # a tiny series has no SIH: the target may be empty, and then it says so and has no random sets
+    target = HeadSet.parse(rows.loc["target", "head_set"])
+    assert len(target) <= spec.heads.k
+    assert (len(target) == 0) == ("random" not in rows.index)
+    ind = HeadSet.parse(rows.loc["induction", "head_set"]).validate(h.adapter.n_layers, h.adapter.n_heads)
+    assert len(ind) == spec.heads.k
