@@ -135,6 +135,9 @@ def _part(run: Path, title: str) -> list[str]:
     em = run / "tables" / "emergence.md"
     if em.exists():
         md += ["### Emergence", "", em.read_text().strip(), ""]
+    pt = run / "tables" / "patching.md"
+    if pt.exists():
+        md += ["### Patching (restoration)", "", pt.read_text().strip(), ""]
     figs = sorted((run / "figures").glob("*.png")) if (run / "figures").exists() else []
     for f in figs:
         md += [f"![{f.stem}]({f.relative_to(run.parent).as_posix()})", ""]

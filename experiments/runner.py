@@ -50,13 +50,17 @@ class RunSummary:
     cells_failed: int = 0
     rows_written: int = 0
     seconds: float = 0.0
+    #: sequences run through the model, one per (condition, prompt or document); batched passes
+    #: carry many of them, so this counts work, not calls
     forward_rows: int = 0
     failed: dict[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
         rate = self.cells_done / (self.seconds / 60) if self.seconds > 0 else float("nan")
+        fwd = self.forward_rows / self.seconds if self.seconds > 0 else float("nan")
         return (f"cells: {self.cells_done} run, {self.cells_skipped} already done, {self.cells_failed} failed; "
-                f"rows written: {self.rows_written}; time {self.seconds:.1f} s ({rate:.1f} cells/min)")
+                f"rows written: {self.rows_written}; time {self.seconds:.1f} s ({rate:.1f} cells/min, "
+                f"{fwd:.1f} sequence forwards/s)")
 
 
 def _resolve_tasks(spec: Spec) -> list[str]:
