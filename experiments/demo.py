@@ -164,7 +164,7 @@ def _spec(cfg: DemoConfig, *, series: str | None, model: str | None, part: str):
         base["series"] = {"path": series, "steps": cfg.ablation_steps}
         base["heads"].update(k=cfg.k, n_sentences=cfg.scan_sentences)
         base["controls"] = {"random_sets": cfg.random_sets}
-        base["operators"] = {"primary": cfg.ablation_ops[0], "robustness": list(cfg.ablation_ops[1:]), "patch": False}
+        base["operators"] = {"primary": cfg.ablation_ops[0], "robustness": list(cfg.ablation_ops[1:]), "patch": True}
         base["icl"].update(tasks=list(cfg.ablation_tasks), shots=list(cfg.ablation_shots), items=cfg.ablation_items,
                            lr_documents=cfg.lr_documents)
     else:

@@ -32,6 +32,9 @@ def test_tiny_demo_writes_every_promised_output(tmp_path):
             assert img.shape[0] > 100 and img.shape[1] > 100 and img.std() > 0, p
             assert p.with_suffix(".pdf").stat().st_size > 1000
     assert (out / "training" / "tables" / "emergence.csv").exists()
+    # part A also patches (clean -> shuffled-label prompts) and reports restoration
+    assert len(pd.read_parquet(out / "training" / "patching.parquet")) > 0
+    assert (out / "training" / "tables" / "patching.md").stat().st_size > 0
     assert any(p.name.startswith("score_curves") for p in (out / "training" / "figures").glob("*.png"))
     md = (out / "report.md").read_text()
     assert "Across training" in md and "pretrained model" in md and "![" in md
