@@ -17,8 +17,10 @@ explicit indices (negative counts from the end).
 
 **Batched conditions.** :func:`run_conditions` evaluates K conditions (e.g. a target head set and R
 random control sets) in *one* traced forward pass over ``K x B`` rows: row block k carries condition
-k, expressed as a per-row boolean head mask and a replacement tensor for each touched layer. The
-result is identical to running each condition alone (tested), at the cost of one larger batch.
+k, expressed as a list of :class:`HeadWrite` edits per touched layer (which heads, which positions,
+what value: zeros, one mean vector, or rows gathered from captured activations) applied in place to
+the touched heads' slices of the o_proj input, chunk by chunk. The result is identical to running
+each condition alone (tested), at the cost of one larger batch.
 """
 
 from __future__ import annotations
@@ -201,36 +203,112 @@ def position_mask(spec: PositionSpec, mask: torch.Tensor) -> torch.Tensor:
 # the batched runner
 
 
-def _replacement_for(iv: Intervention, layer: int, heads: list[int], batch: Batch,
-                     pos: torch.Tensor, acts: dict[str, dict], dh: int) -> torch.Tensor:
-    """Replacement values ``[B, T, len(heads), dh]`` for one intervention at one layer."""
+def _index(ix: Sequence[int]) -> slice | torch.Tensor:
+    """Sorted unique indices as a slice when they are one contiguous run (a view), else a tensor."""
+    ix = sorted(set(int(i) for i in ix))
+    if ix == list(range(ix[0], ix[-1] + 1)):
+        return slice(ix[0], ix[-1] + 1)
+    return torch.tensor(ix)
+
+
+def _as_tensor(ix: slice | torch.Tensor, n: int) -> torch.Tensor:
+    return torch.arange(n)[ix] if isinstance(ix, slice) else ix
+
+
+@dataclass
+class HeadWrite:
+    """One intervention's write into one layer's o_proj input, for one condition's row block.
+
+    The run's rows ``cond*B .. cond*B+B-1`` get, at heads ``heads`` and positions ``pos``:
+
+    * ``kind="zero"``: 0 (no replacement tensor at all);
+    * ``kind="const"``: ``value`` broadcast over the rows -- ``[h, dh]`` (position-averaged mean) or
+      ``[p, h, dh]`` (per-position mean at the selected positions);
+    * ``kind="rows"``: row-specific values gathered from captured activations ``value``
+      (``[Bs, Ts, H, dh]``, all heads of the layer, shared by reference) at source rows ``src_rows``
+      (``[B]``) and, for ``pos="last"``, source positions ``src_pos`` (``[B]``). Gathered per chunk,
+      for the chunk's rows and the touched heads only.
+
+    ``pos`` is ``"last"`` (each row's last real token) or an index along the sequence (a slice for
+    ``"all"`` and contiguous explicit positions). Writes of one condition are applied in the order
+    of its interventions, so where two overlap the later one wins (as a sequence of edits would).
+    """
+
+    cond: int
+    heads: slice | torch.Tensor
+    pos: str | slice | torch.Tensor
+    kind: str
+    value: torch.Tensor | None = None
+    src_rows: torch.Tensor | None = None
+    src_pos: torch.Tensor | None = None
+
+    def values(self, i0: int, i1: int, n_heads: int, T: int) -> torch.Tensor | None:
+        """Replacement for items ``i0:i1`` of the block: ``None`` (zeros) or a broadcastable tensor."""
+        if self.kind == "zero":
+            return None
+        if self.kind == "const":
+            return self.value
+        hidx = _as_tensor(self.heads, n_heads)
+        rows = self.src_rows[i0:i1]
+        if self.pos == "last":
+            return self.value[rows[:, None], self.src_pos[i0:i1, None], hidx[None, :]]  # [r, h, dh]
+        pidx = _as_tensor(self.pos, T)
+        return self.value[rows[:, None, None], pidx[None, :, None], hidx[None, None, :]]  # [r, p, h, dh]
+
+    def apply(self, xv: torch.Tensor, r0: int, r1: int, i0: int, last: torch.Tensor) -> None:
+        """Write into rows ``r0:r1`` of ``xv`` ``[rows, T, H, dh]`` (items ``i0:`` of the block) in place."""
+        n, T, H, _ = xv.shape
+        val = self.values(i0, i0 + (r1 - r0), H, T)
+        val = 0 if val is None else val.to(xv.dtype)
+        if self.pos == "last":
+            hidx = _as_tensor(self.heads, H)
+            xv[torch.arange(r0, r1)[:, None], last[i0:i0 + (r1 - r0), None], hidx[None, :]] = val
+        elif isinstance(self.pos, torch.Tensor) and isinstance(self.heads, torch.Tensor):
+            xv[r0:r1, self.pos[:, None], self.heads[None, :]] = val
+        else:
+            xv[r0:r1, self.pos, self.heads] = val  # a view when both are slices
+
+
+def _write_for(iv: Intervention, k: int, layer: int, batch: Batch, acts: dict[str, dict],
+               means: dict, last: torch.Tensor) -> HeadWrite:
+    """The :class:`HeadWrite` of intervention ``iv`` (in condition ``k``) at one layer."""
     B, T = batch["input_ids"].shape
-    hidx = torch.tensor(heads)
+    heads = list(iv.heads.heads_in_layer(layer))
+    hsel = _index(heads)
+    if iv.positions in ("all", "last"):
+        pos = slice(None) if iv.positions == "all" else "last"
+    else:
+        pos = _index([p % T for p in iv.positions])
     if isinstance(iv, ZeroAblate):
-        return torch.zeros(B, T, len(heads), dh)
+        return HeadWrite(k, hsel, pos, "zero")
     if isinstance(iv, MeanAblate):
-        ref_act, ref_mask = acts["reference"]["acts"][layer][:, :, hidx], acts["reference"]["mask"]
-        if not iv.per_position:
-            m = ref_mask.bool()
-            mu = ref_act[m].mean(0)  # [h, dh]
-            return mu.expand(B, T, len(heads), dh)
-        if iv.positions == "last":
-            last = last_positions(ref_mask)
-            mu = ref_act[torch.arange(ref_act.shape[0]), last].mean(0)
-            return mu.expand(B, T, len(heads), dh)
-        if ref_act.shape[1] != T:
-            raise InterventionError(
-                f"per-position mean ablation needs a reference batch of the run's length {T}, "
-                f"got {ref_act.shape[1]}; pad the reference to the same length or use per_position=False"
-            )
-        w = ref_mask.float()[:, :, None, None]
-        mu = (ref_act * w).sum(0) / w.sum(0).clamp(min=1)
-        return mu.expand(B, T, len(heads), dh)
+        mode = "tokens" if not iv.per_position else ("last" if iv.positions == "last" else "position")
+        mkey = (layer, mode, tuple(heads))
+        if mkey not in means:
+            # the touched heads only, reduced exactly as always (a reduction over more columns can
+            # round differently in the last bit); shared by the conditions that ablate the same heads
+            ref_act = acts["reference"]["acts"][layer][:, :, torch.tensor(heads)]
+            ref_mask = acts["reference"]["mask"]
+            if mode == "tokens":
+                mu = ref_act[ref_mask.bool()].mean(0)  # [h, dh] over all real tokens
+            elif mode == "last":
+                mu = ref_act[torch.arange(ref_act.shape[0]), last_positions(ref_mask)].mean(0)
+            else:
+                if ref_act.shape[1] != T:
+                    raise InterventionError(
+                        f"per-position mean ablation needs a reference batch of the run's length {T}, "
+                        f"got {ref_act.shape[1]}; pad the reference to the same length or use per_position=False"
+                    )
+                w = ref_mask.float()[:, :, None, None]
+                mu = (ref_act * w).sum(0) / w.sum(0).clamp(min=1)  # [T, h, dh]
+            means[mkey] = mu
+        mu = means[mkey]
+        return HeadWrite(k, hsel, pos, "const", mu[pos] if mode == "position" else mu)
     if isinstance(iv, (ResampleAblate, Patch)):
         key = "source" if "source" in acts else "self"
         if isinstance(iv, Patch) and "source" not in acts:
             raise InterventionError("Patch needs a clean `source` batch: run_conditions(..., source=clean_batch)")
-        src, src_mask = acts[key]["acts"][layer][:, :, hidx], acts[key]["mask"]
+        src, src_mask = acts[key]["acts"][layer], acts[key]["mask"]
         Bs, Ts = src.shape[:2]
         if isinstance(iv, Patch):
             if Bs != B:
@@ -245,46 +323,47 @@ def _replacement_for(iv: Intervention, layer: int, heads: list[int], batch: Batc
             else:
                 rows = torch.randint(0, Bs, (B,), generator=g)
         if iv.positions == "last":
-            out = torch.zeros(B, T, len(heads), dh)
-            s_last = last_positions(src_mask)[rows]
-            out[torch.arange(B), last_positions(batch["attention_mask"])] = src[rows, s_last]
-            return out
+            return HeadWrite(k, hsel, pos, "rows", src, rows, last_positions(src_mask)[rows])
         if Ts != T:
             raise InterventionError(
                 f"{iv.kind} at positions={iv.positions!r} needs source sequences of the run's length {T}, "
                 f"got {Ts}; pad them to the same length or use positions='last'"
             )
-        return src[rows]
+        return HeadWrite(k, hsel, pos, "rows", src, rows)
     raise InterventionError(f"unsupported intervention {iv!r}")
 
 
-def build_masks(handle: ModelHandle, batch: Batch, conditions: Sequence[Condition],
-                acts: dict[str, dict]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """Per touched layer: (mask ``[K*B, T, H]`` bool, replacement ``[K*B, T, H, dh]``)."""
-    a = handle.adapter
-    B, T = batch["input_ids"].shape
-    K = len(conditions)
-    out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+def plan_writes(batch: Batch, conditions: Sequence[Condition], acts: dict[str, dict]) -> dict[int, list[HeadWrite]]:
+    """Per touched layer, the :class:`HeadWrite` list of all conditions (condition order, then
+    intervention order). Nothing of size ``K*B`` is built: zero writes carry no tensor, means carry
+    one ``[h, dh]`` (or ``[p, h, dh]``) vector per condition, and resample/patch values are gathered
+    per chunk from the captured activations."""
+    last = last_positions(batch["attention_mask"])
+    means: dict = {}
+    out: dict[int, list[HeadWrite]] = {}
     for k, cond in enumerate(conditions):
         for iv in cond.interventions:
-            pos = position_mask(iv.positions, batch["attention_mask"])  # [B, T]
             for layer in iv.heads.layers():
-                heads = list(iv.heads.heads_in_layer(layer))
-                if layer not in out:
-                    out[layer] = (torch.zeros(K * B, T, a.n_heads, dtype=torch.bool),
-                                  torch.zeros(K * B, T, a.n_heads, a.head_dim))
-                M, R = out[layer]
-                rep = _replacement_for(iv, layer, heads, batch, pos, acts, a.head_dim)
-                rows = slice(k * B, (k + 1) * B)
-                hidx = torch.tensor(heads)
-                sel = pos[:, :, None].expand(B, T, len(heads))
-                Mk = M[rows][:, :, hidx]
-                Rk = R[rows][:, :, hidx]
-                Rk = torch.where(sel[..., None], rep.to(Rk.dtype), Rk)
-                Mk = Mk | sel
-                M[rows, :, hidx] = Mk
-                R[rows, :, hidx] = Rk
+                out.setdefault(layer, []).append(_write_for(iv, k, layer, batch, acts, means, last))
     return out
+
+
+def _chunk_writes(plan: dict[int, list[HeadWrite]], B: int, rows: slice) -> list[tuple[int, list[HeadWrite]]]:
+    """``[(layer, writes)]`` (layers ascending) of the conditions whose row blocks meet ``rows``."""
+    k0, k1 = rows.start // B, (rows.stop - 1) // B
+    out = []
+    for layer in sorted(plan):
+        ws = [w for w in plan[layer] if k0 <= w.cond <= k1]
+        if ws:
+            out.append((layer, ws))
+    return out
+
+
+def _apply_writes(xv: torch.Tensor, writes: list[HeadWrite], rows: slice, B: int, last: torch.Tensor) -> None:
+    """Apply ``writes`` to the chunk ``xv`` ``[n, T, H, dh]`` holding run rows ``rows``, in place."""
+    for w in writes:
+        lo, hi = max(rows.start, w.cond * B), min(rows.stop, (w.cond + 1) * B)
+        w.apply(xv, lo - rows.start, hi - rows.start, lo - w.cond * B, last)
 
 
 def _validate(handle: ModelHandle, conditions: Sequence[Condition], T: int) -> None:
@@ -367,8 +446,8 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
         b = {"input_ids": b["input_ids"], "attention_mask": b.get("attention_mask", torch.ones_like(b["input_ids"]))}
         acts[key] = {"acts": capture_head_outputs(handle, b, layers), "mask": b["attention_mask"]}
 
-    masks = build_masks(handle, batch, conds, acts)
-    layers = sorted(masks)
+    plan = plan_writes(batch, conds, acts)
+    last = last_positions(batch["attention_mask"])
     ids = batch["input_ids"].repeat(K, 1)
     am = batch["attention_mask"].repeat(K, 1)
     V = a.vocab_size
@@ -380,14 +459,12 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
         rows = slice(start, min(K * B, start + max_rows))
         chunk = prepare_inputs({"input_ids": ids[rows], "attention_mask": am[rows]})
         n = rows.stop - rows.start
+        todo = _chunk_writes(plan, B, rows)  # only the layers this chunk's conditions touch
         with torch.inference_mode():
             with handle.nn.trace(chunk):
-                for l in layers:
-                    M, R = masks[l]
+                for l, writes in todo:
                     x = _envoy(handle, a.module_path("o_proj", l)).input
-                    xv = x.view(n, T, a.n_heads, a.head_dim)
-                    new = torch.where(M[rows, :, :, None], R[rows].to(xv.dtype), xv)
-                    x[:] = new.reshape(x.shape)
+                    _apply_writes(x.view(n, T, a.n_heads, a.head_dim), writes, rows, B, last)
                 logits = handle.nn.output.logits.save()
         red = _reduce(reduce, logits, chunk, rows)
         if check_nan and red.is_floating_point():

@@ -181,3 +181,158 @@ def test_clear_errors(handle):
         run_conditions(handle, b, [Patch("L0H0")], source=handle.encode(TEXTS[:1]))
     with pytest.raises(InterventionError, match="unknown intervention kind"):
         Intervention.from_dict({"kind": "scramble", "heads": "L0H0"})
+
+
+# ---------------------------------------------------------------------------------------------
+# several operators on one layer in one condition, chunk boundaries inside condition blocks:
+# checked against an independent oracle (plain HF forward, a pre-hook editing the o_proj input)
+
+
+def _hooked_logits(h, batch, edits):
+    """Logits of a plain HF forward whose o_proj inputs get ``edits`` ``{layer: [(heads, pos [B, T]
+    bool, value [B, T, len(heads), dh])]}`` written in order (later edits win where they overlap)."""
+    a = h.adapter
+    hooks = []
+
+    def make(layer):
+        def pre(module, args):
+            x = args[0].clone()
+            xv = x.view(*x.shape[:2], a.n_heads, a.head_dim)
+            for heads, pos, val in edits[layer]:
+                for j, hd in enumerate(heads):
+                    xv[:, :, hd][pos] = val[:, :, j][pos].to(x.dtype)
+            return (x,) + tuple(args[1:])
+        return pre
+
+    try:
+        for layer in edits:
+            hooks.append(a.o_proj(layer).register_forward_pre_hook(make(layer)))
+        return h.forward(batch).logits
+    finally:
+        for hk in hooks:
+            hk.remove()
+
+
+def _pos_mask(spec, mask):
+    B, T = mask.shape
+    if spec == "all":
+        return torch.ones(B, T, dtype=torch.bool)
+    out = torch.zeros(B, T, dtype=torch.bool)
+    if spec == "last":
+        lengths = mask.sum(1)
+        for i in range(B):
+            # the last real token: the final slot under left padding, length-1 under right padding
+            out[i, T - 1 if mask[i, -1] else lengths[i] - 1] = True
+        return out
+    for p in spec:
+        out[:, p] = True
+    return out
+
+
+def _last_values(acts, mask, B):
+    """``[B, T, H, dh]`` holding, at every position, row i's activation at its last real token."""
+    T = mask.shape[1]
+    last = [T - 1 if mask[i, -1] else int(mask[i].sum()) - 1 for i in range(acts.shape[0])]
+    v = torch.stack([acts[i, last[i]] for i in range(acts.shape[0])])  # [Bs, H, dh]
+    return v[:, None].expand(B, T, *v.shape[1:])
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_mixed_operators_on_one_layer_with_split_chunks_match_hooked_forward(handle, padding_side):
+    h = handle
+    b = _batch(h, padding_side)
+    B, T = b["input_ids"].shape
+    m = b["attention_mask"]
+    ref = h.encode(["the dog ate a plum", "a bird saw the tree", "he ran to the car", "it was big"],
+                   padding_side=padding_side)
+    # a source whose rows are all the same: resample then writes row 0's activations whichever row it
+    # draws, so the oracle needs no knowledge of the sampler; patch is row-aligned with a real source
+    same = {k: v[:1].repeat(B, 1) for k, v in b.items()}
+    src = h.encode(TEXTS[::-1], padding_side=padding_side)
+    ref_acts = capture_head_outputs(h, ref, [0, 1])
+    same_acts = capture_head_outputs(h, same, [0, 1])
+    src_acts = capture_head_outputs(h, src, [0, 1])
+    rm = ref["attention_mask"].bool()
+    zeros = torch.zeros(B, T, h.n_heads, h.adapter.head_dim)
+
+    def mean(layer):  # position-averaged mean over the reference's real tokens, every head
+        return ref_acts[layer][rm].mean(0).expand(B, T, -1, -1)
+
+    # (condition, oracle edits); heads and positions cover slice/slice, slice/index, index/slice,
+    # index/index and 'last', and overlapping writes on the same heads
+    cases = [
+        (Condition("zero+mean+resample", (ZeroAblate("L1H0,L1H2", positions=(0, 2)),
+                                          MeanAblate("L1H1,L1H3"),
+                                          ResampleAblate("L1H2,L1H3", positions="last", seed=5))),
+         {1: [([0, 2], _pos_mask((0, 2), m), zeros[:, :, [0, 2]]),
+              ([1, 3], _pos_mask("all", m), mean(1)[:, :, [1, 3]]),
+              ([2, 3], _pos_mask("last", m), _last_values(same_acts[1], same["attention_mask"], B)[:, :, [2, 3]])]}),
+        (Condition("overlap", (ZeroAblate("L0H0,L0H1,L0H2,L0H3"),
+                               MeanAblate("L0H1,L0H3", positions="last"),
+                               ResampleAblate("L0H0,L0H1", positions=(-1, 1), seed=2),
+                               ZeroAblate("L1H3", positions="last"))),
+         {0: [([0, 1, 2, 3], _pos_mask("all", m), zeros[:, :, :4]),
+              ([1, 3], _pos_mask("last", m), mean(0)[:, :, [1, 3]]),
+              ([0, 1], _pos_mask((T - 1, 1), m), same_acts[0][:, :, [0, 1]])],
+          1: [([3], _pos_mask("last", m), zeros[:, :, [3]])]}),
+        (Condition("pp-mean+resample-all", (MeanAblate("L0H2,L0H3", per_position=True, positions=(1, 2)),
+                                            ResampleAblate("L0H3", seed=1))),
+         None),  # oracle filled in below (per-position mean needs a reference of the run's length)
+    ]
+    # per-position mean: the reference is the run's own batch (same length), averaged over real rows
+    pp_ref_acts = capture_head_outputs(h, b, [0])[0]
+    w = m.float()[:, :, None, None]
+    pp_mu = ((pp_ref_acts * w).sum(0) / w.sum(0).clamp(min=1)).expand(B, -1, -1, -1)
+    cases[2] = (cases[2][0], {0: [([2, 3], _pos_mask((1, 2), m), pp_mu[:, :, [2, 3]]),
+                                  ([3], _pos_mask("all", m), same_acts[0][:, :, [3]])]})
+
+    for cond, edits in cases:
+        reference = b if cond.name.startswith("pp") else ref
+        want = _hooked_logits(h, b, edits)
+        # B = 3 rows per block; chunks of 2 and 4 rows split blocks, 1 row per pass splits all of them
+        got = [run_conditions(h, b, [None, cond, ZeroAblate("L0H1"), cond], reference=reference,
+                              source=same, max_rows=r) for r in (None, 1, 2, 4)]
+        for g in got:
+            torch.testing.assert_close(g[1], want, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(g[3], want, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(g[0], h.forward(b).logits, atol=1e-5, rtol=1e-5)
+        alone = run_conditions(h, b, [cond], reference=reference, source=same)[0]
+        torch.testing.assert_close(alone, want, atol=1e-5, rtol=1e-5)
+
+    # patch (row-aligned, a real source) next to zero and mean on the same layer, blocks split
+    cond = Condition("patch+zero+mean", (Patch("L1H0,L1H1,L1H2", positions=(0, 2)),
+                                         ZeroAblate("L1H1"), MeanAblate("L1H2,L1H3", positions="last")))
+    want = _hooked_logits(h, b, {1: [([0, 1, 2], _pos_mask((0, 2), m), src_acts[1][:, :, [0, 1, 2]]),
+                                      ([1], _pos_mask("all", m), zeros[:, :, [1]]),
+                                      ([2, 3], _pos_mask("last", m), mean(1)[:, :, [2, 3]])]})
+    for r in (None, 2, 4):
+        got = run_conditions(h, b, [Patch("L0H0"), cond, None], reference=ref, source=src, max_rows=r)
+        torch.testing.assert_close(got[1], want, atol=1e-5, rtol=1e-5)
+
+
+def test_patch_at_last_position_uses_each_source_rows_last_token(handle):
+    # run and source padded on opposite sides: the source's last real token is found per row
+    b = handle.encode(TEXTS, padding_side="left")
+    src = handle.encode(TEXTS[::-1], padding_side="right")
+    B = b["input_ids"].shape[0]
+    acts = capture_head_outputs(handle, src, [1])[1]
+    want = _hooked_logits(handle, b, {1: [([1, 3], _pos_mask("last", b["attention_mask"]),
+                                           _last_values(acts, src["attention_mask"], B)[:, :, [1, 3]])]})
+    for r in (None, 2):
+        got = run_conditions(handle, b, [None, Patch("L1H1,L1H3", positions="last")], source=src, max_rows=r)
+        torch.testing.assert_close(got[1], want, atol=1e-5, rtol=1e-5)
+
+
+def test_plan_holds_no_dense_replacements(handle):
+    from ablate.interventions import plan_writes
+
+    b = _batch(handle)
+    conds = [Condition.coerce(c) for c in (ZeroAblate("L0H1,L1H2"), MeanAblate("L1H0,L1H3", positions="last"),
+                                           MeanAblate("L0H2", per_position=True, positions=(0, 2)))]
+    acts = {"reference": {"acts": capture_head_outputs(handle, b, [0, 1]), "mask": b["attention_mask"]}}
+    plan = plan_writes(b, conds, acts)
+    dh = handle.adapter.head_dim
+    kinds = {(w.cond, layer): w for layer, ws in plan.items() for w in ws}
+    assert kinds[0, 0].kind == "zero" and kinds[0, 0].value is None
+    assert kinds[1, 1].kind == "const" and tuple(kinds[1, 1].value.shape) == (2, dh)
+    assert tuple(kinds[2, 0].value.shape) == (2, 1, dh)  # [positions, heads, dh]
