@@ -336,3 +336,21 @@ def test_plan_holds_no_dense_replacements(handle):
     assert kinds[0, 0].kind == "zero" and kinds[0, 0].value is None
     assert kinds[1, 1].kind == "const" and tuple(kinds[1, 1].value.shape) == (2, dh)
     assert tuple(kinds[2, 0].value.shape) == (2, 1, dh)  # [positions, heads, dh]
+
+
+def test_nan_check_catches_non_finite_and_tolerates_an_overflowing_sum():
+    from ablate.errors import NumericalError
+
+    h = tiny_handle("llama")
+    b = _batch(h)
+
+    def const(v, dtype=torch.float32):
+        return lambda logits, rows: torch.full((rows.stop - rows.start, 4), v, dtype=dtype)
+
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(NumericalError, match="non-finite"):
+            run_conditions(h, b, [None, ZeroAblate("L0H0")], reduce=const(bad))
+    # every value finite but their fp16 sum overflows: the cheap check falls back to the exact one
+    out = run_conditions(h, b, [None], reduce=const(60000.0, torch.float16))
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    assert run_conditions(h, b, [None], reduce=const(float("nan")), check_nan=False).isnan().all()
