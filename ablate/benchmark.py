@@ -5,6 +5,7 @@ Run with ``ablate bench interventions`` or ``python benchmarks/bench_interventio
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable
 
@@ -31,13 +32,18 @@ def bench_model(seed: int = 0, d_model: int = 256, n_layers: int = 8, n_heads: i
     return ModelHandle.from_hf(LlamaForCausalLM(cfg).eval(), tok, locator="bench-llama-10M")
 
 
-def _time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
+def _time(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` wall time of each function, timed in alternation (a, b, a, b, ...) after
+    one warm-up each, so load from other processes on a shared machine drifts onto both sides of a
+    ratio alike (timing all of a, then all of b, let a busy minute land on one side only)."""
+    for fn in fns.values():
+        fn()  # warm-up
+    best = {k: float("inf") for k in fns}
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t)
     return best
 
 
@@ -56,14 +62,16 @@ def run(threads: int = 2, batch: int = 32, seq: int = 128, repeats: int = 3, swe
         with torch.inference_mode():
             return h.hf(**inp).logits
 
-    res: dict = {"params": n_params, "threads": threads, "batch": batch, "seq": seq}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    res: dict = {"params": n_params, "threads": threads, "batch": batch, "seq": seq, "load": load}
     print_fn(f"model: random Llama, {n_params / 1e6:.1f}M parameters, {h.n_layers} layers x {h.n_heads} heads; "
-             f"batch {batch} x {seq} tokens; {threads} threads; best of {repeats}")
+             f"batch {batch} x {seq} tokens; {threads} threads; best of {repeats}, interleaved; "
+             f"load average {load:.2f} on {os.cpu_count()} CPUs")
 
     # (a) one ablation condition vs the plain HF forward
     one = ZeroAblate(HeadSet.parse("L3H2,L5H1"))
-    t_plain = _time(plain, repeats)
-    t_one = _time(lambda: run_conditions(h, b, [one]), repeats)
+    t = _time({"plain": plain, "one": lambda: run_conditions(h, b, [one])}, repeats)
+    t_plain, t_one = t["plain"], t["one"]
     res["a_plain_s"], res["a_toolkit_s"], res["a_overhead"] = t_plain, t_one, t_one / t_plain - 1
     print_fn(f"(a) one condition: toolkit {t_one:.3f}s vs plain HF {t_plain:.3f}s -> overhead {100 * (t_one / t_plain - 1):+.1f}% (target <= 10%)")
 
@@ -78,8 +86,8 @@ def run(threads: int = 2, batch: int = 32, seq: int = 128, repeats: int = 3, swe
                                                      torch.randint(0, h.n_heads, (3,), generator=rng))]
         conds.append(ZeroAblate(HeadSet(heads)))
     block_in = prepare_inputs(bb)
-    t_block = _time(lambda: plain(block_in), repeats)
-    t_k = _time(lambda: run_conditions(h, bb, conds), repeats)
+    t = _time({"block": lambda: plain(block_in), "k": lambda: run_conditions(h, bb, conds)}, repeats)
+    t_block, t_k = t["block"], t["k"]
     res["b_batched_s"], res["b_16x_plain_s"], res["b_ratio"] = t_k, K * t_block, t_k / (K * t_block)
     print_fn(f"(b) K=16 batched conditions ({rows} rows each): {t_k:.3f}s vs 16 x plain forward of one block "
              f"{K * t_block:.3f}s -> ratio {t_k / (K * t_block):.2f}x (target <= 1.15x)")
@@ -96,8 +104,8 @@ def run(threads: int = 2, batch: int = 32, seq: int = 128, repeats: int = 3, swe
         return [run_conditions(h, sb, [c], reduce="token_loss") for c in conds]
 
     reps = max(1, repeats - 1)
-    t_b = _time(batched, reps)
-    t_l = _time(loop, reps)
+    t = _time({"batched": batched, "loop": loop}, reps)
+    t_b, t_l = t["batched"], t["loop"]
     same = torch.allclose(batched(), torch.cat(loop(), 0), atol=1e-4)
     res["c_batched_s"], res["c_loop_s"], res["c_speedup"], res["c_equal"] = t_b, t_l, t_l / t_b, same
     print_fn(f"(c) all {len(heads)} heads zero-ablated on {sweep_rows} x {seq} tokens: batched {t_b:.2f}s vs "
