@@ -143,6 +143,10 @@ def analyze_patching(patching: pd.DataFrame, *, metric: str = "gold_logprob", mi
             row["p_random"] = empirical_p(row["restoration"], rand_means)
         elif len(g):
             notes.append("no random sets")
+        if len(g) and abs(row["restoration"]) < 0.05 and row["specific"] > 0:
+            # an honest flag: a positive specific value can come from random sets that made it worse
+            notes.append("the set itself restores ~nothing (|restoration| < 0.05); the positive specific "
+                         "value comes from random sets whose patch lowered the score")
         row["note"] = "; ".join(notes)
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -75,3 +75,9 @@ def test_null_calibration():
     rate = float(np.mean(p <= 0.05))
     assert rate <= 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / n), rate
     assert np.mean(p <= 0.5) > 0.3  # not a test that never rejects anything
+
+
+def test_flags_a_specific_value_that_comes_from_harmful_random_sets():
+    t = analyze_patching(_table(0.0, -0.5), n_boot=50).table.iloc[0]
+    assert t["specific"] == pytest.approx(0.5) and "restores ~nothing" in t["note"]
+    assert "restores ~nothing" not in analyze_patching(_table(0.8, 0.1), n_boot=50).table.iloc[0]["note"]
