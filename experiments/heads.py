@@ -119,9 +119,9 @@ def select_head_sets(handle, spec, step: int, tokens_seen, fixed_target: HeadSet
     else:
         target, tdet = sih_heads(handle, spec, seed=spec.seed)
         rule = h.rule
-    rows.append(("target", -1, str(target), len(target), rule, json.dumps(tdet, default=str)))
     if len(target) == 0:  # nothing passed the rule: reported, and no random sets can be matched to it
         tdet["note"] = "no head passed the selection rule at this checkpoint"
+    rows.append(("target", -1, str(target), len(target), rule, json.dumps(tdet, default=str)))
     ind = HeadSet()
     if h.induction:
         ind, idet = induction_heads(handle, min(h.k, a.n_layers * a.n_heads), seed=spec.seed)
