@@ -25,6 +25,7 @@ each condition alone (tested), at the cost of one larger batch.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Sequence, Union
 
@@ -353,10 +354,15 @@ def _chunk_writes(plan: dict[int, list[HeadWrite]], B: int, rows: slice) -> list
     k0, k1 = rows.start // B, (rows.stop - 1) // B
     out = []
     for layer in sorted(plan):
-        ws = [w for w in plan[layer] if k0 <= w.cond <= k1]
+        ws = plan[layer]  # sorted by condition: bisect, so a K-condition sweep stays linear in K
+        ws = ws[bisect.bisect_left(ws, k0, key=_cond_of):bisect.bisect_right(ws, k1, key=_cond_of)]
         if ws:
             out.append((layer, ws))
     return out
+
+
+def _cond_of(w: HeadWrite) -> int:
+    return w.cond
 
 
 def _apply_writes(xv: torch.Tensor, writes: list[HeadWrite], rows: slice, B: int, last: torch.Tensor) -> None:
