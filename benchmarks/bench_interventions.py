@@ -1,6 +1,9 @@
 """Benchmark the intervention engine (issue: foundation). Prints measured ratios.
 
-    python benchmarks/bench_interventions.py [--threads 2]
+    python benchmarks/bench_interventions.py [--threads 2] [--repeats 3]
+
+Latest measured numbers (before/after the sparse head writes) are in the docstring of
+:mod:`ablate.benchmark`; each run prints the load average, so compare runs taken close together.
 """
 import argparse
 
