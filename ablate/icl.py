@@ -28,12 +28,11 @@ Command line: ``ablate icl --series DIR [--steps 0,1000] --out RUN`` (see :mod:`
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ablate.errors import AblateError
-from ablate.run_files import atomic_write_parquet, check_run_config
+from ablate.run_files import atomic_write_parquet, check_run_config, local_series
 from ablate.icl_metrics import METRIC_COLUMNS, evaluate_items
 from ablate.icl_tasks import CONTROLS, DEFAULT_SHOTS, TASKS, IclItem, get_task, make_items
 
@@ -123,9 +122,6 @@ def summarize(items, *, fc_threshold: float = 0.8, cap: int = 20):
 # --------------------------------------------------------------------------------------------
 # series
 
-_STEP_RE = re.compile(r"^(?:step[_-]?|checkpoint-)(\d+)$")
-
-
 def discover_series(folder: str | os.PathLike) -> list[dict]:
     """``[{"step", "tokens_seen", "path"}]`` of a series folder, sorted by step
     (see :class:`checkpoints.series.CheckpointSeries`).
@@ -133,18 +129,7 @@ def discover_series(folder: str | os.PathLike) -> list[dict]:
     Raises:
         IclRunError: the folder does not exist or holds no checkpoints.
     """
-    from checkpoints.series import CheckpointSeries
-
-    root = Path(folder)
-    if not root.is_dir():
-        raise IclRunError(f"series folder not found: {root}")
-    try:
-        s = CheckpointSeries.from_local(root)
-    except Exception as e:
-        raise IclRunError(f"could not read the checkpoint series in {root}: {e}") from e
-    if len(s) == 0:
-        raise IclRunError(f"no checkpoints in {root}: expected series.json or step_N sub-folders")
-    return [{"step": cp.step, "tokens_seen": cp.tokens_seen, "path": str(s.local_path(cp))} for cp in s]
+    return [{"step": st, "tokens_seen": tok, "path": str(path)} for st, tok, path in local_series(folder, IclRunError)]
 
 
 def _check_config(out: Path, config: dict) -> None:

@@ -1,4 +1,5 @@
-"""Crash-safe files of a run folder, shared by ``ablate scan``, ``ablate icl`` and the runner.
+"""Crash-safe files of a run folder, shared by ``ablate scan``, ``ablate icl`` and the runner, and
+the one reader of a local checkpoint-series folder those commands use.
 
 A file is written to a temporary name in the same folder, flushed to disk and moved into place with
 ``os.replace``: readers see the old file or the whole new one, never a partial file, whatever
@@ -54,3 +55,25 @@ def check_run_config(path: Path, config: dict, what: str, error: type[AblateErro
                         "same settings or choose another --out folder")
         return
     atomic_write_bytes(path, json.dumps(config, indent=1, sort_keys=True).encode())
+
+
+def local_series(folder, error: type[Exception] = AblateError) -> list[tuple[int, int | None, Path]]:
+    """``(step, tokens_seen, path)`` of every checkpoint in a local series folder, sorted by step
+    (``series.json`` or ``step_N`` / ``checkpoint-N`` sub-folders; see
+    :class:`checkpoints.series.CheckpointSeries`).
+
+    Raises:
+        error: the folder does not exist, cannot be read as a series, or holds no checkpoints.
+    """
+    from checkpoints.series import CheckpointSeries
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise error(f"series folder not found: {root}")
+    try:
+        s = CheckpointSeries.from_local(root)
+    except Exception as e:
+        raise error(f"could not read the checkpoint series in {root}: {e}") from e
+    if len(s) == 0:
+        raise error(f"no checkpoints in {root}: expected series.json or step_N sub-folders")
+    return [(cp.step, cp.tokens_seen, Path(s.local_path(cp))) for cp in s]

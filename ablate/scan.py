@@ -10,9 +10,8 @@ committed atomically (temporary file + ``os.replace``), skips checkpoints whose 
 into ``RUN/head_scores.parquet`` (also atomic). ``RUN/scan_config.json`` records the settings;
 resuming with different settings is refused.
 
-Series discovery uses :class:`checkpoints.series.CheckpointSeries` when that module is present
-(``series.json`` manifest or ``step_N`` folders), else :func:`discover_series` here (same
-conventions, minimal).
+Series discovery uses :class:`checkpoints.series.CheckpointSeries` (``series.json`` manifest or
+``step_N`` folders) through :func:`ablate.run_files.local_series`, as ``ablate icl`` does.
 
 Sentences are parsed with spaCy once per scan; the word-level triplets are re-aligned to each
 checkpoint's tokenizer (cached by vocabulary), so the parse cost is paid once.
@@ -30,7 +29,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ablate.errors import AblateError
-from ablate.run_files import atomic_write_parquet, check_run_config
+from ablate.run_files import atomic_write_parquet, check_run_config, local_series
 from ablate.relations import FORWARD, REVERSE, WordTriplet, align_triplets
 
 __all__ = ["ScanConfig", "COLUMNS", "parse_for_scan", "scan_model", "discover_series", "scan_series",
@@ -115,16 +114,7 @@ def discover_series(folder: str | os.PathLike) -> list[tuple[int, int | None, Pa
     Raises:
         AblateError: the folder is missing or holds no checkpoints.
     """
-    from checkpoints.series import CheckpointSeries
-
-    root = Path(folder)
-    try:
-        s = CheckpointSeries.from_local(root)
-    except Exception as e:
-        raise AblateError(f"could not read checkpoint series {root}: {e}") from e
-    if len(s) == 0:
-        raise AblateError(f"{root} has no series.json and no step_N sub-folders")
-    return [(cp.step, cp.tokens_seen, Path(s.local_path(cp))) for cp in s]
+    return local_series(folder)
 
 
 def _check_config(out: Path, config: ScanConfig) -> None:
