@@ -36,8 +36,9 @@ def _zero_cols(a, layer, head):
         w[:, sl] = 0
 
 
-@pytest.mark.parametrize("heads", ["L0H1", "L1H0,L1H3", "L0H2,L1H1"])
-def test_zero_ablation_equals_zeroed_output_weights(handle, heads):
+def check_zero_ablation_oracle(handle, heads: str) -> torch.Tensor:
+    """Assert ZeroAblate(heads) == the model with those heads' o_proj input columns zeroed;
+    returns the ablated logits."""
     b = _batch(handle)
     hs = HeadSet.parse(heads)
     got = run_conditions(handle, b, [ZeroAblate(hs)])[0]
@@ -48,7 +49,13 @@ def test_zero_ablation_equals_zeroed_output_weights(handle, heads):
 
     want = _edited_logits(handle, b, edit)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(got, handle.forward(b).logits, atol=1e-4)
+    return got
+
+
+@pytest.mark.parametrize("heads", ["L0H1", "L1H0,L1H3", "L0H2,L1H1"])
+def test_zero_ablation_equals_zeroed_output_weights(handle, heads):
+    got = check_zero_ablation_oracle(handle, heads)
+    assert not torch.allclose(got, handle.forward(_batch(handle)).logits, atol=1e-4)
 
 
 def test_mean_ablation_equals_bias_adjustment(handle):
