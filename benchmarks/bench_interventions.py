@@ -3,11 +3,11 @@
     python benchmarks/bench_interventions.py [--threads 2] [--repeats 3]
 
 Latest measured numbers (before/after the sparse head writes) are in the docstring of
-:mod:`ablate.benchmark`; each run prints the load average, so compare runs taken close together.
+:mod:`ablate.intervene.benchmark`; each run prints the load average, so compare runs taken close together.
 """
 import argparse
 
-from ablate.benchmark import run
+from ablate.intervene.benchmark import run
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()

@@ -7,7 +7,7 @@ Prints, from one run:
    sharpened), on sentences of Zipf-distributed token ids (tokens repeat as in text), and the
    largest absolute difference between the two;
 2. for the packaged SmolLM2-135M-Instruct GGUF (if installed): spaCy parsing time of 500 sentences
-   (the shipped ablate/data/sentences.txt, topped up with KJV sentences), then the time and
+   (the shipped ablate/triplets/data/sentences.txt, topped up with KJV sentences), then the time and
    tokens/s of the full head scan (RI + baseline for subj/obj/mod in both directions, tau = 2.2;
    copying and prefix matching), and the top RI heads per relation vs their baseline.
 
@@ -29,8 +29,8 @@ import torch
 def _random_llama():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ablate.model import ModelHandle
-    from ablate.testing import tiny_tokenizer
+    from ablate.model.handle import ModelHandle
+    from ablate.testing.tiny import tiny_tokenizer
 
     cfg = LlamaConfig(vocab_size=8192, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
                       num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=128,
@@ -47,9 +47,9 @@ def _random_llama():
 
 
 def bench_vectorised_vs_literal(n_sentences: int = 32, length: int = 24) -> None:
-    from ablate.relation_index import relation_index
-    from ablate.relation_index_literal import relation_index_literal
-    from ablate.relations import Triplet, with_reverse
+    from ablate.scores.relation_index import relation_index
+    from ablate.testing.literal_ri import relation_index_literal
+    from ablate.triplets.relations import Triplet, with_reverse
 
     h = _random_llama()
     n_params = sum(p.numel() for p in h.hf.parameters())
@@ -80,11 +80,11 @@ def bench_vectorised_vs_literal(n_sentences: int = 32, length: int = 24) -> None
 
 
 def bench_smollm(n_sentences: int) -> None:
-    from ablate.copying import copying_score, prefix_matching_score
-    from ablate.model import load_model
-    from ablate.relation_index import relation_index
-    from ablate.relations import align_triplets
-    from ablate.syntax import load_sentences, parse_word_triplets
+    from ablate.scores.copying import copying_score, prefix_matching_score
+    from ablate.model.handle import load_model
+    from ablate.scores.relation_index import relation_index
+    from ablate.triplets.relations import align_triplets
+    from ablate.triplets.syntax import load_sentences, parse_word_triplets
 
     import importlib.util
 

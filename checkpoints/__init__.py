@@ -7,8 +7,8 @@ Main entry points:
     * :class:`checkpoints.series.CheckpointSeries` — ``from_local``, ``from_hub``, subsets,
       hashes, duplicates.
     * :func:`checkpoints.sweep.sweep` — iterate a series with one model skeleton.
-    * :func:`checkpoints.trainer.train` / ``ablate train`` (:data:`checkpoints.cli.train_command`).
-    * :mod:`checkpoints.wordlists` — category words and the train/held-out split.
+    * :func:`checkpoints.trainer.train` / ``ablate train`` (experiments/commands/train.py); its
+      training documents teach the categories of :mod:`ablate.icl.wordlists`, the ICL tasks' vocabulary.
     * :mod:`checkpoints.probe` — a small induction / pattern-discovery probe.
 """
 

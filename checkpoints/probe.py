@@ -15,7 +15,7 @@ Repeated-segment loss:
     copy. The drop is
     ``first - second``; a working induction circuit makes it large (copying is free).
 
-Pattern discovery (PD) on held-out words (:func:`checkpoints.wordlists.split_words`):
+Pattern discovery (PD) on held-out words (:func:`ablate.icl.wordlists.split_words`):
     ``single``: 2 categories, each mapped to a random digit drawn per prompt; ``k`` shots of
     ``"word: d"`` then ``"word:"``; accuracy = the argmax next token over the whole vocabulary
     equals ``" d"``. Chance within the label set is 1/2.
@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from checkpoints.wordlists import CATEGORIES, split_words
+from ablate.icl.wordlists import CATEGORIES, split_words
 
 __all__ = ["prefix_matching_scores", "repeated_segment_loss", "pattern_discovery", "probe_series", "ProbeRow"]
 

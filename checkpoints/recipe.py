@@ -24,7 +24,7 @@ A :class:`Recipe` says what fraction of training **tokens** comes from each docu
 
 The label sets are drawn per document from pools that include the evaluation labels' *kind*
 (digits) but with random assignment, and the words are disjoint from the held-out evaluation
-words of :mod:`checkpoints.wordlists`; the recipe is never tied to a fixed evaluation prompt.
+words of :mod:`ablate.icl.wordlists`; the recipe is never tied to a fixed evaluation prompt.
 
 All generation takes an explicit :class:`numpy.random.Generator`, so a document stream is a
 pure function of its seed.
@@ -37,7 +37,7 @@ from typing import Literal
 
 import numpy as np
 
-from checkpoints.wordlists import CATEGORIES, PLURALS, split_words
+from ablate.icl.wordlists import CATEGORIES, PLURALS, split_words
 
 __all__ = ["Recipe", "DocumentGenerator", "KINDS", "HYPERNYMS"]
 

@@ -6,7 +6,7 @@ The tokenizer is wrapped as a :class:`transformers.PreTrainedTokenizerFast` with
 BOS-prefixed ids. The trainer itself encodes with ``add_special_tokens=False`` and inserts BOS/EOS
 around every document.
 
-To make every category word of :mod:`checkpoints.wordlists` a single token (with and without a
+To make every category word of :mod:`ablate.icl.wordlists` a single token (with and without a
 leading space), the training text is augmented with those words repeated ``word_repeats`` times;
 :func:`multi_token_words` reports the words that still split (the tiny preset's small vocabulary
 cannot hold them all; the default preset's can).
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from checkpoints.wordlists import all_words
+from ablate.icl.wordlists import all_words
 
 __all__ = ["BOS", "EOS", "PAD", "train_tokenizer", "multi_token_words"]
 

@@ -11,9 +11,9 @@ from functools import lru_cache
 
 import pandas as pd
 
-from ablate.errors import AblateError
-from ablate.heads import HeadSet
-from ablate.interventions import Condition, MeanAblate, Patch, ResampleAblate, ZeroAblate
+from ablate.model.errors import AblateError
+from ablate.model.heads import HeadSet
+from ablate.intervene.operators import Condition, make_operator
 
 #: how many characters of held-out text make one loss-reduction document
 LR_DOC_CHARS = 2400
@@ -47,18 +47,6 @@ def heldout_documents(n: int, chars: int = LR_DOC_CHARS) -> tuple[str, ...]:
     return tuple(docs)
 
 
-def _operator(op: str, heads: HeadSet, positions: str, seed: int):
-    if op == "zero":
-        return ZeroAblate(heads, positions)
-    if op == "mean":
-        return MeanAblate(heads, positions)
-    if op == "resample":
-        return ResampleAblate(heads, positions, seed=seed)
-    if op == "patch":  # always at the query's final prompt token (ablate.icl_metrics)
-        return Patch(heads, "last")
-    raise AblateError(f"unknown operator {op!r}")
-
-
 def condition_block(runner, step: int, op: str, seed: int) -> tuple[list[Condition], pd.DataFrame]:
     """``[clean, target, induction?, random_0..R-1]`` and a frame describing each condition."""
     sets = runner.heads_for(step)
@@ -70,7 +58,7 @@ def condition_block(runner, step: int, op: str, seed: int) -> tuple[list[Conditi
         hs = sets[(role, ci)]
         if len(hs) == 0:
             continue
-        conds.append(Condition(f"{role}{'' if ci < 0 else ci}", (_operator(op, hs, pos, seed),)))
+        conds.append(Condition(f"{role}{'' if ci < 0 else ci}", (make_operator(op, hs, "last" if op == "patch" else pos, seed=seed),)))
         meta.append((role, ci, str(hs)))
     frame = pd.DataFrame(meta, columns=["role", "control_index", "head_set"])
     frame["condition_index"] = range(len(frame))
@@ -109,7 +97,7 @@ def run_cell(runner, handle, k: dict, key: str) -> pd.DataFrame:
     conds, meta = condition_block(runner, step, op, cell_seed(spec.seed, f"op={op}/step={step}"))
     reference = _reference_batch(handle, spec) if op == "mean" else None
     if kind == "lr":
-        from ablate.loss_reduction import loss_reduction
+        from ablate.icl.loss_reduction import loss_reduction
 
         docs = heldout_documents(spec.icl.lr_documents)
         df = loss_reduction(handle, list(docs), conds, reference=reference)
@@ -118,8 +106,8 @@ def run_cell(runner, handle, k: dict, key: str) -> pd.DataFrame:
         out.attrs["forward_rows"] = len(docs) * len(conds)
         return out
     if kind == "icl":
-        from ablate.icl_metrics import evaluate_items
-        from ablate.icl_tasks import make_items
+        from ablate.icl.metrics import evaluate_items
+        from ablate.icl.tasks import make_items
 
         items = make_items(k["task"], spec.icl.shots, spec.icl.items, seed=spec.seed,
                            controls=list(spec.icl.controls))
@@ -132,8 +120,8 @@ def run_cell(runner, handle, k: dict, key: str) -> pd.DataFrame:
 
 def _patch_cell(runner, handle, k: dict, step: int) -> pd.DataFrame:
     """Clean prompts (clean run) + shuffled-label prompts under [corrupted, each set patched]."""
-    from ablate.icl_metrics import evaluate_items
-    from ablate.icl_tasks import make_items
+    from ablate.icl.metrics import evaluate_items
+    from ablate.icl.tasks import make_items
 
     spec = runner.plan.spec
     shots = [s for s in spec.icl.shots if s >= 1]

@@ -1,7 +1,7 @@
 """The ``ablate`` console script.
 
-Subcommands live next to the code they drive and are imported lazily, so ``ablate --help`` is fast
-and a subcommand whose module is not present simply is not listed.
+Every subcommand is one module of :mod:`experiments.commands` (``experiments/commands/<name>.py``
+defines ``<name>_command``), imported lazily so ``ablate --help`` is fast.
 """
 
 from __future__ import annotations
@@ -12,16 +12,8 @@ import click
 
 #: subcommand -> "module:attribute" of its click command, in the order of a typical workflow.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("experiments.demo", "demo_command"),
-    "train": ("checkpoints.cli", "train_command"),
-    "scan": ("ablate.scan_cli", "scan_command"),
-    "icl": ("ablate.icl_cli", "icl_command"),
-    "run": ("experiments.run_cli", "run_command"),
-    "status": ("experiments.run_cli", "status_command"),
-    "stats": ("stats.cli", "stats_command"),
-    "figures": ("paper_figures.cli", "figures_command"),
-    "info": ("experiments.cli", "info_command"),
-    "bench": ("experiments.cli", "bench_command"),
+    name: (f"experiments.commands.{name}", f"{name}_command")
+    for name in ("demo", "train", "scan", "icl", "run", "status", "stats", "figures", "info", "bench")
 }
 
 
@@ -61,30 +53,6 @@ class LazyGroup(click.Group):
 def main():
     """Semantic induction heads: score, ablate and patch them across training checkpoints,
     and test whether pattern discovery suffers more than loss reduction or format compliance."""
-
-
-@click.command("info")
-@click.argument("model")
-@click.option("--revision", default=None, help="Hub revision (e.g. Pythia's step3000).")
-def info_command(model, revision):
-    """Load MODEL (folder, hub name or .gguf) and print its architecture adapter."""
-    from ablate import load_model
-
-    h = load_model(model, revision=revision)
-    for k, v in h.describe().items():
-        click.echo(f"{k:>12}: {v}")
-
-
-@click.command("bench")
-@click.argument("what", type=click.Choice(["interventions"]), default="interventions")
-@click.option("--threads", default=2, show_default=True)
-@click.option("--repeats", default=3, show_default=True)
-def bench_command(what, threads, repeats):
-    """Run a benchmark and print measured ratios (side by side, one process)."""
-    if what == "interventions":
-        from ablate.benchmark import run
-
-        run(threads=threads, repeats=repeats, print_fn=click.echo)
 
 
 if __name__ == "__main__":  # pragma: no cover

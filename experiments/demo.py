@@ -135,15 +135,15 @@ def pretrained_folder(kind: str, tokenizer_from: Path | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     if kind == "smollm2":
-        from ablate.model import load_model
-        from ablate.pretrained import packaged_smollm2_gguf, save_dequantized
+        from ablate.model.handle import load_model
+        from ablate.model.pretrained import packaged_smollm2_gguf, save_dequantized
 
         save_dequantized(load_model(packaged_smollm2_gguf()), tmp)
     elif kind == "tiny-random":
         # a tiny random GQA Llama with the tiny series' BPE tokenizer (it covers the ICL label symbols)
         from transformers import AutoTokenizer
 
-        from ablate.testing import tiny_model
+        from ablate.testing.tiny import tiny_model
 
         if tokenizer_from is None:
             raise click.ClickException("tiny-random needs a tokenizer folder (the tiny series' final checkpoint)")
@@ -183,8 +183,8 @@ def _spec(cfg: DemoConfig, *, series: str | None, model: str | None, part: str):
 
 
 def _part_a(cfg: DemoConfig, series: Path, run: Path, timer: Timer, progress: bool) -> None:
-    from ablate.icl import evaluate_series
-    from ablate.scan import ScanConfig, scan_series
+    from ablate.icl.series import evaluate_series
+    from ablate.scores.scan import ScanConfig, scan_series
     from experiments.runner import run_spec
     from paper_figures.render import render_run
     from stats.api import run_stats
@@ -205,8 +205,8 @@ def _part_a(cfg: DemoConfig, series: Path, run: Path, timer: Timer, progress: bo
 
 
 def _part_b(cfg: DemoConfig, series: Path | None, run: Path, timer: Timer, progress: bool) -> None:
-    from ablate.icl import evaluate_series
-    from ablate.scan import ScanConfig, scan_series
+    from ablate.icl.series import evaluate_series
+    from ablate.scores.scan import ScanConfig, scan_series
     from experiments.runner import run_spec
     from paper_figures.render import render_run
     from stats.api import run_stats
@@ -258,22 +258,3 @@ def run_demo(out: str | Path, preset: str = "default", *, progress: bool = True,
         path = write_report(out, cfg, timer.t)
     click.echo(f"\nreport: {path}  (and {path.with_suffix('.html')})", err=True)
     return path
-
-
-@click.command("demo")
-@click.option("--out", default="runs/demo", show_default=True, type=click.Path(file_okay=False),
-              help="Run folder (re-run to resume).")
-@click.option("--preset", type=click.Choice(sorted(CONFIGS)), default="default", show_default=True,
-              help="'default': the demo series + SmolLM2-135M (about 30 min on 2 cores); 'tiny': seconds, for tests.")
-@click.option("--skip-pretrained", is_flag=True, help="Only part A (the training series).")
-@click.option("--skip-training", is_flag=True, help="Only part B (the pretrained model).")
-@click.option("--no-progress", is_flag=True)
-def demo_command(out, preset, skip_pretrained, skip_training, no_progress):
-    """End-to-end demo: train/scan/ICL/ablate/stats/figures across training, then on SmolLM2-135M."""
-    from ablate.errors import AblateError
-
-    try:
-        run_demo(out, preset, progress=not no_progress, skip_pretrained=skip_pretrained,
-                 skip_training=skip_training)
-    except AblateError as e:
-        raise click.ClickException(str(e))

@@ -18,13 +18,13 @@ from functools import lru_cache
 
 import pandas as pd
 
-from ablate.controls import matched_random_sets
-from ablate.heads import HeadSet
+from ablate.scores.controls import matched_random_sets
+from ablate.model.heads import HeadSet
 
 
 def induction_heads(handle, k: int, seed: int = 0) -> tuple[HeadSet, dict]:
     """Top-k heads by prefix matching among heads whose copying score is positive."""
-    from ablate.copying import copying_score, prefix_matching_score
+    from ablate.scores.copying import copying_score, prefix_matching_score
 
     pm = prefix_matching_score(handle, seed=seed, n_sequences=16)
     cp = copying_score(handle, seed=seed, n_sequences=16)
@@ -43,7 +43,7 @@ def induction_heads(handle, k: int, seed: int = 0) -> tuple[HeadSet, dict]:
 @lru_cache(maxsize=8)
 def _word_triplets(n_sentences: int, relations: tuple[str, ...], seed: int):
     """Parse the shipped sentences once per process (tokenizer-independent, reused across steps)."""
-    from ablate.syntax import load_sentences, parse_word_triplets
+    from ablate.triplets.syntax import load_sentences, parse_word_triplets
 
     sents = load_sentences(None, n=n_sentences, seed=seed)
     return tuple(parse_word_triplets(sents, relations=list(relations)))
@@ -59,15 +59,15 @@ def sih_heads(handle, spec, seed: int = 0) -> tuple[HeadSet, dict]:
     * ``topk``: the k heads with the largest ``max_r [RI_h(r) - RI_h^baseline(r)]`` (RI above its
       fake-tail baseline, best relation), among heads where that excess is positive and rests on at
       least ``heads.min_events`` gated events.
-    * ``fdr``: :func:`ablate.selection.select_sihs` (per-triplet Wilcoxon above every null,
+    * ``fdr``: :func:`ablate.scores.selection.select_sihs` (per-triplet Wilcoxon above every null,
       Benjamini-Hochberg per relation, minimum effect), union over relations; if more than k heads
       pass, the k with the largest effect are kept.
     """
     import numpy as np
 
-    from ablate.relation_index import relation_index
-    from ablate.relations import align_triplets
-    from ablate.selection import select_sihs
+    from ablate.scores.relation_index import relation_index
+    from ablate.triplets.relations import align_triplets
+    from ablate.scores.selection import select_sihs
 
     h = spec.heads
     words = _word_triplets(h.n_sentences, tuple(h.relations), seed)

@@ -11,7 +11,7 @@ Cells (keys are stable strings; the order below is the run order)::
                                     set's heads patched from the clean prompt at the query token
 
 A condition block is ``[clean, target, induction?, random_0 .. random_{R-1}]``, all run in the same
-batched forward passes (:func:`ablate.interventions.run_conditions`). A cell is a pure function of
+batched forward passes (:func:`ablate.intervene.engine.run_conditions`). A cell is a pure function of
 (spec, cell key) -- every random choice is seeded from the spec's seed and the key -- so a killed run
 that is re-run ends with exactly the tables of an uninterrupted one.
 """
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 
-from ablate.errors import AblateError
-from ablate.heads import HeadSet
+from ablate.model.errors import AblateError
+from ablate.model.heads import HeadSet
 from experiments.spec import Spec, SpecError
 from experiments.store import RunStore
 
@@ -64,7 +64,7 @@ class RunSummary:
 
 
 def _resolve_tasks(spec: Spec) -> list[str]:
-    from ablate.icl_tasks import TASKS, get_task
+    from ablate.icl.tasks import TASKS, get_task
 
     tasks = spec.icl.tasks
     if tasks == "default":
@@ -155,7 +155,7 @@ class Runner:
     # ---- model ---------------------------------------------------------------------------
     def handle(self, step: int):
         if self._handle_step != step:
-            from ablate.model import load_model
+            from ablate.model.handle import load_model
 
             if self._handle is None or self.plan.spec.series.model is not None:
                 self._handle = load_model(self.plan.locators[step], revision=self.plan.spec.series.revision)

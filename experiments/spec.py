@@ -51,15 +51,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablate.errors import AblateError
-from ablate.heads import HeadSet
+from ablate.model.errors import AblateError
+from ablate.model.heads import HeadSet
+from ablate.intervene.operators import ABLATIONS
 
 
 class SpecError(AblateError):
     """A spec file is invalid. The message names the file and the key."""
 
 
-OPERATOR_NAMES = ("zero", "mean", "resample")
+#: the ablation operators a spec may name (from the one registry, ablate.intervene.operators)
+OPERATOR_NAMES = ABLATIONS
 
 
 @dataclass(frozen=True)

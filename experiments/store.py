@@ -26,8 +26,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from ablate.errors import AblateError
-from ablate.run_files import atomic_write_bytes, atomic_write_parquet
+from ablate.model.errors import AblateError
+from experiments.run_files import atomic_write_bytes, atomic_write_parquet
 
 
 class RunMismatchError(AblateError):

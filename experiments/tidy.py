@@ -7,7 +7,7 @@ Raw rows (RUN/raw_icl.parquet, RUN/raw_lr.parquet) keep every control prompt and
 ``condition``      ``clean`` / ``target`` / ``induction`` / ``random`` (the head set's role)
 ``lr``             loss reduction of a held-out document: loss over the early window minus loss over
                    the late window (higher = more ability; windows scaled to the context, see
-                   ``ablate.loss_reduction``), on the pseudo-task ``lr_docs``
+                   ``ablate.icl.loss_reduction``), on the pseudo-task ``lr_docs``
 ``fc``, ``pd``     greedy format compliance / pattern discovery on the real-label prompt (0/1)
 ``fc_floor``       FC of the same item's *no-label* prompt (format not shown)
 ``pd_floor``       chance within the label set (1 / number of classes)

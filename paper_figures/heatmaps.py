@@ -1,6 +1,6 @@
 """Relation-index heatmaps (layer x head) per relation and direction, beside the fake-tail baseline.
 
-Input: the tidy ``head_scores`` table (producer :mod:`ablate.scan`), one row per
+Input: the tidy ``head_scores`` table (producer :mod:`ablate.scores.scan`), one row per
 (step, score, relation, direction, layer, head) with ``value`` and ``n_events``:
 
 * ``score == "relation_index"`` rows give RI_h(r) (PAPER.md section 2);
@@ -62,7 +62,7 @@ def _prepare(head_scores: pd.DataFrame) -> pd.DataFrame:
     missing = need - set(head_scores.columns)
     if missing:
         raise ValueError(f"paper_figures.heatmaps: head_scores lacks column(s) {sorted(missing)} "
-                         f"(has {list(head_scores.columns)}); expected the ablate.scan contract.")
+                         f"(has {list(head_scores.columns)}); expected the ablate.scores.scan contract.")
     d = head_scores.copy()
     for c, fill in (("relation", "all"), ("direction", "forward")):
         if c not in d.columns:

@@ -2,7 +2,7 @@
 
 Inputs
 ------
-``icl_summary`` (producer :mod:`ablate.icl`): one row per (step, task, shots[, control]) with mean
+``icl_summary`` (producer :mod:`ablate.icl.series`): one row per (step, task, shots[, control]) with mean
 metrics. Used columns (others ignored, optional ones may be missing):
 
 =====================  ====================================================================

@@ -7,7 +7,7 @@ missing, and these helpers fill or skip them instead of failing:
 * :func:`pick_step` -- the checkpoint to show (the final one unless asked), with a clear error;
 * :func:`training_axis` -- the x column for "over training" plots: ``tokens_seen`` (positive values
   only, for a log axis), else ``step``;
-* :func:`head_label` -- ``"L3H5"`` strings like :class:`ablate.heads.HeadSet` writes.
+* :func:`head_label` -- ``"L3H5"`` strings like :class:`ablate.model.heads.HeadSet` writes.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """stats: normalised drops, IUT sign-flip tests, effect sizes, corrections, emergence, APA tables.
 
-Entry points: :func:`stats.api.analyze`, :func:`stats.api.run_stats`, :data:`stats.cli.stats_command`.
+Entry points: :func:`stats.api.analyze`, :func:`stats.api.run_stats`.
 """
 
 from .api import SignificanceResult, analyze, run_stats

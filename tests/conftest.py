@@ -9,7 +9,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-from ablate.testing import FAMILIES, tiny_handle  # noqa: E402
+from ablate.testing.tiny import FAMILIES, tiny_handle  # noqa: E402
 
 
 @pytest.fixture(params=FAMILIES)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ablate.heads import HeadSet
+from ablate.model.heads import HeadSet
 from experiments.runner import run_spec
 from experiments.spec import load_spec, spec_from_dict
 from tests.integration.test_trainer_families import FAMILIES, trained_series
@@ -32,7 +32,7 @@ def _small_cross_arch(series_dir: Path):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_cross_arch_spec_runs_on_trained_family(tmp_path_factory, tmp_path, family):
-    from ablate.model import load_model
+    from ablate.model.handle import load_model
     from checkpoints.series import CheckpointSeries
 
     series_dir = trained_series(family, tmp_path_factory)
@@ -74,7 +74,7 @@ def test_cross_arch_head_selection_runs_on_trained_family(tmp_path_factory, fami
     """The spec's own SIH rule (relation index on parsed sentences) on the family's final checkpoint."""
     import json
 
-    from ablate.model import load_model
+    from ablate.model.handle import load_model
     from checkpoints.series import CheckpointSeries
     from experiments.heads import select_head_sets
 

@@ -27,7 +27,7 @@ TINY_SPEC = {
 @pytest.fixture(scope="session")
 def tiny_series(tmp_path_factory):
     out = tmp_path_factory.mktemp("series") / "tiny"
-    subprocess.run([sys.executable, "-m", "checkpoints.cli", "--preset", "tiny", "--out", str(out),
+    subprocess.run([sys.executable, "-m", "experiments.commands.train", "--preset", "tiny", "--out", str(out),
                     "--no-progress"], check=True, capture_output=True)
     return out
 

@@ -27,7 +27,7 @@ def trained_series(family: str, tmp_path_factory) -> Path:
     if family not in _TRAINED:
         from click.testing import CliRunner
 
-        from checkpoints.cli import train_command
+        from experiments.commands.train import train_command
 
         out = tmp_path_factory.mktemp(f"tiny_{family}")
         res = CliRunner().invoke(train_command, ["--preset", "tiny", "--family", family, "--out", str(out),
@@ -44,7 +44,7 @@ def series_of(tmp_path_factory):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_tiny_series_of_family_loads_and_learns(series_of, family):
-    from ablate.model import load_model
+    from ablate.model.handle import load_model
 
     out = series_of(family)
     series = CheckpointSeries.from_local(out, verify=True)
@@ -63,7 +63,7 @@ def test_tiny_series_of_family_loads_and_learns(series_of, family):
 @pytest.mark.parametrize("heads", ["L1H0", "L0H1,L1H1"])
 def test_zero_ablation_oracle_on_trained_checkpoint(series_of, family, heads):
     """ZeroAblate(heads) == zeroing those heads' columns of the attention output projection."""
-    from ablate.model import load_model
+    from ablate.model.handle import load_model
     from tests.unit.test_interventions import _batch, check_zero_ablation_oracle
 
     h = load_model(CheckpointSeries.from_local(series_of(family))[-1].locator)
@@ -99,7 +99,7 @@ def test_resume_refuses_another_family(series_of):
 def test_cli_rejects_unknown_family():
     from click.testing import CliRunner
 
-    from checkpoints.cli import train_command
+    from experiments.commands.train import train_command
 
     res = CliRunner().invoke(train_command, ["--preset", "tiny", "--family", "bert", "--out", "x"])
     assert res.exit_code != 0 and "'llama', 'gpt2', 'gpt_neox'" in res.output

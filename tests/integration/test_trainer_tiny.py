@@ -55,7 +55,7 @@ def test_tiny_series_layout(tiny_run):
 
 
 def _cli(out, *extra):
-    return [sys.executable, "-m", "checkpoints.cli", "--preset", "tiny", "--out", str(out),
+    return [sys.executable, "-m", "experiments.commands.train", "--preset", "tiny", "--out", str(out),
             "--threads", "1", "--no-progress", *extra]
 
 
@@ -151,7 +151,7 @@ def test_probe_runs_on_tiny_series(tiny_run):
 def test_cli_unknown_preset():
     from click.testing import CliRunner
 
-    from checkpoints.cli import train_command
+    from experiments.commands.train import train_command
 
     res = CliRunner().invoke(train_command, ["--preset", "huge", "--out", "x"])
     assert res.exit_code != 0 and "unknown preset 'huge'" in res.output

@@ -8,9 +8,9 @@ attention pattern of the same forward pass.
 import pytest
 import torch
 
-from ablate.adapters import ArchAdapter
-from ablate.errors import UnknownArchitectureError
-from ablate.testing import tiny_model
+from ablate.model.adapters import ArchAdapter
+from ablate.model.errors import UnknownArchitectureError
+from ablate.testing.tiny import tiny_model
 
 
 @pytest.mark.parametrize("family", ["gpt2", "gpt_neox", "llama"])

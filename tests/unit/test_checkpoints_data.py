@@ -16,7 +16,7 @@ from checkpoints.corpus import (
     parse_corpus_spec,
 )
 from checkpoints.recipe import DocumentGenerator, Recipe
-from checkpoints.wordlists import CATEGORIES, all_words, category_of, split_words
+from ablate.icl.wordlists import CATEGORIES, all_words, category_of, split_words
 
 
 def test_wordlists_split_is_disjoint_deterministic_and_complete():
@@ -38,7 +38,7 @@ def test_wordlists_import_is_light():
     import subprocess
     import sys
 
-    code = "import sys, checkpoints.wordlists; print(any(m in sys.modules for m in ('torch', 'numpy', 'transformers')))"
+    code = "import sys, ablate.icl.wordlists; print(any(m in sys.modules for m in ('torch', 'numpy', 'transformers')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
@@ -169,7 +169,7 @@ def test_family_validation():
 def test_model_config_maps_the_shape_onto_each_family(family):
     import torch
 
-    from ablate.adapters import ArchAdapter
+    from ablate.model.adapters import ArchAdapter
     from checkpoints.presets import get_preset
 
     cfg = get_preset("default", family=family)

@@ -1,8 +1,8 @@
 import pytest
 
-from ablate.controls import histogram_mismatch, matched_random_sets
-from ablate.errors import AblateError
-from ablate.heads import HeadSet
+from ablate.scores.controls import histogram_mismatch, matched_random_sets
+from ablate.model.errors import AblateError
+from ablate.model.heads import HeadSet
 
 
 def test_matched_sets_have_same_size_histogram_and_are_disjoint_and_seeded():

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from ablate.copying import copying_score, prefix_matching_score, random_sequences, token_pool
-from ablate.errors import AblateError
-from ablate.relation_index_literal import a_literal
-from ablate.testing import tiny_handle
+from ablate.scores.copying import copying_score, prefix_matching_score, random_sequences, token_pool
+from ablate.model.errors import AblateError
+from ablate.testing.literal_ri import a_literal
+from ablate.testing.tiny import tiny_handle
 
-sys.path.insert(0, str(Path(__file__).parent))
-from planted import planted_copying_model, planted_induction_model  # noqa: E402
+from ablate.testing.planted import planted_copying_model, planted_induction_model  # noqa: E402
 
 
 def test_random_sequences_seeded_distinct_with_bos():

@@ -18,7 +18,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from paper_figures import (ablation_drops, accuracy_vs_shots, emergence_timeline, icl_levels,  # noqa: E402
                            render_run, ri_heatmaps, save_figure, score_curves)
-from paper_figures.cli import figures_command  # noqa: E402
+from experiments.commands.figures import figures_command  # noqa: E402
 from paper_figures.emergence import normalise_emergence  # noqa: E402
 from paper_figures.icl import icl_from_results  # noqa: E402
 from stats.simulate import simulate_curves, simulate_results  # noqa: E402
@@ -29,7 +29,7 @@ TOK_PER_STEP = 2_000_000
 
 
 def make_head_scores(layers: int = 4, heads: int = 6, seed: int = 0) -> pd.DataFrame:
-    """head_scores in the ablate.scan contract, with a planted SIH (L2H3 on subj) and rising copying."""
+    """head_scores in the ablate.scores.scan contract, with a planted SIH (L2H3 on subj) and rising copying."""
     rng = np.random.default_rng(seed)
     rows = []
     for si, step in enumerate(STEPS):
@@ -303,9 +303,9 @@ def test_figures_command(tables, tmp_path):
 
 
 def test_real_producer_shapes(tables, tmp_path):
-    """icl_summary as ablate.icl.summarize writes it (conditions, kind, SEMs, lr_prompt; no lr) and
-    head_scores with nullable Int64 tokens_seen (a checkpoint of unknown tokens) as ablate.scan writes."""
-    from ablate.icl import summarize
+    """icl_summary as ablate.icl.series.summarize writes it (conditions, kind, SEMs, lr_prompt; no lr) and
+    head_scores with nullable Int64 tokens_seen (a checkpoint of unknown tokens) as ablate.scores.scan writes."""
+    from ablate.icl.series import summarize
 
     rng = np.random.default_rng(0)
     rows = []

@@ -1,7 +1,7 @@
 import pytest
 
-from ablate.errors import AblateError, HeadIndexError
-from ablate.heads import Head, HeadSet
+from ablate.model.errors import AblateError, HeadIndexError
+from ablate.model.heads import Head, HeadSet
 
 
 def test_parse_print_roundtrip_sorted_and_deduplicated():

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ablate import ZeroAblate
-from ablate.loss_reduction import LossReductionError, loss_reduction, lr_windows, read_documents
-from ablate.testing import DEFAULT_WORDS, tiny_handle
+from ablate.icl.loss_reduction import LossReductionError, loss_reduction, lr_windows, read_documents
+from ablate.testing.tiny import DEFAULT_WORDS, tiny_handle
 
 
 def _docs(n, lengths, seed=0):

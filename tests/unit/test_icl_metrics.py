@@ -24,10 +24,10 @@ import pytest
 import torch
 
 from ablate import ZeroAblate
-from ablate.icl_metrics import IclMetricError, evaluate_items, prepare_prompt
-from ablate.icl_tasks import RELATION_PAIRS, make_items
-from ablate.model import ModelHandle
-from ablate.testing import tiny_model, tiny_tokenizer
+from ablate.icl.metrics import IclMetricError, evaluate_items, prepare_prompt
+from ablate.icl.tasks import RELATION_PAIRS, make_items
+from ablate.model.handle import ModelHandle
+from ablate.testing.tiny import tiny_model, tiny_tokenizer
 
 
 # ------------------------------------------------------------------------------------------
@@ -35,7 +35,7 @@ from ablate.testing import tiny_model, tiny_tokenizer
 
 
 def _all_words():
-    from checkpoints.wordlists import all_words
+    from ablate.icl.wordlists import all_words
 
     words = list(all_words("all"))
     for r in RELATION_PAIRS.values():
@@ -197,7 +197,7 @@ def test_copy_previous_label_matches_hand_computation(kind, word_tok, split_tok)
     np.testing.assert_array_equal(df["pd"].values, [e[1] for e in exp])
     assert (df["fc"] == 1).all()
     # a hand-written prompt: the last demonstration says 1, so the copy model answers 1 (gold 0)
-    from ablate.icl_tasks import IclItem
+    from ablate.icl.tasks import IclItem
     it = IclItem("binary_fruit_month", 2, 0, "clean", (("plum", "May", "0"), ("June", "kiwi", "1")),
                  ("fig", "Oct"), "0", ("0", "1"))
     assert it.prompt == "plum, May: 0\nJune, kiwi: 1\nfig, Oct:"
@@ -314,7 +314,7 @@ def test_conditions_batched_equal_alone_and_clean_equals_plain(word_tok):
     assert not np.allclose(abl["gold_logprob"], clean["gold_logprob"])
     # mean ablation with a reference batch of other prompts
     from ablate import MeanAblate
-    from ablate.icl_metrics import prompt_batch
+    from ablate.icl.metrics import prompt_batch
 
     ref = prompt_batch(h, [it.prompt for it in make_items("binary_fruit_month", shots=(3,), n_items=4, seed=9,
                                                           controls=("clean",))])
@@ -407,7 +407,7 @@ def test_patching_every_head_reproduces_the_clean_query_logits(family, word_tok)
     hence same MLP inputs), so the answer logits equal the clean prompt's. Self-patching is the
     identity. (One-token labels and equal prompt lengths, so positions agree for GPT-2 too.)"""
     from ablate import Patch
-    from ablate.heads import HeadSet
+    from ablate.model.heads import HeadSet
 
     m = tiny_model(family, vocab_size=len(word_tok), max_pos=512, seed=4, d_model=32)
     h = ModelHandle.from_hf(m, word_tok)

@@ -4,16 +4,16 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from ablate.icl import IclRunError, evaluate_model, evaluate_series, summarize
-from ablate.icl_cli import icl_command
-from ablate.testing import tiny_model, tiny_tokenizer
+from ablate.icl.series import IclRunError, evaluate_model, evaluate_series, summarize
+from experiments.commands.icl import icl_command
+from ablate.testing.tiny import tiny_model, tiny_tokenizer
 
 TASKS = "binary_fruit_month,pd_order_letter"
 
 
 @pytest.fixture(scope="module")
 def series_dir(tmp_path_factory):
-    from checkpoints.wordlists import all_words
+    from ablate.icl.wordlists import all_words
 
     root = tmp_path_factory.mktemp("series")
     tok = tiny_tokenizer(list(all_words("all")) + list("0123456789") + list("BCDFGHJKLMNPQRSTVWXZ")
@@ -77,7 +77,7 @@ def test_cli_steps_and_single_model(series_dir, tmp_path):
 
 
 def test_deterministic_and_min_shots(series_dir):
-    from ablate.model import load_model
+    from ablate.model.handle import load_model
 
     h = load_model(series_dir / "step_0")
     a = evaluate_model(h, tasks=["binary_fruit_month"], shots=[0, 1, 3], n_items=4, progress=False)

@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from ablate.icl_tasks import (CONTROLS, PATTERN_TASKS, TASKS, IclItem, IclTaskError, get_task, make_items,
+from ablate.icl.tasks import (CONTROLS, PATTERN_TASKS, TASKS, IclItem, IclTaskError, get_task, make_items,
                               render_prompt, word_pool)
 
 
@@ -33,7 +33,7 @@ def test_seeded_items_are_golden():
 
 
 def _cls(task, a, b):
-    from checkpoints.wordlists import category_of
+    from ablate.icl.wordlists import category_of
     ca, cb = category_of(a), category_of(b)
     if task == "binary_fruit_month":
         return {("fruit", "month"): "0", ("month", "fruit"): "1"}[(ca, cb)]
@@ -46,7 +46,7 @@ def _cls(task, a, b):
 
 @pytest.mark.parametrize("task", ["binary_fruit_month", "four_fruit_month", "nine_fruit_animal_month"])
 def test_labels_follow_the_rule_on_heldout_words(task):
-    from checkpoints.wordlists import split_words
+    from ablate.icl.wordlists import split_words
     held = {w for c in ("fruit", "month", "animal") for w in split_words(c, "heldout")}
     for it in make_items(task, shots=[0, 3, 20], n_items=18, controls=["clean"]):
         assert _cls(task, *it.query) == it.gold

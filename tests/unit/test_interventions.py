@@ -5,12 +5,12 @@ import copy
 import pytest
 import torch
 
-from ablate.errors import HeadIndexError, InterventionError, PositionError
-from ablate.heads import HeadSet
-from ablate.interventions import (Condition, Intervention, MeanAblate, Patch, ResampleAblate,
-                                  ZeroAblate, capture_head_outputs, position_mask, run_conditions)
-from ablate.model import ModelHandle
-from ablate.testing import tiny_handle
+from ablate.model.errors import HeadIndexError, InterventionError, PositionError
+from ablate.model.heads import HeadSet
+from ablate.intervene.engine import capture_head_outputs, position_mask, run_conditions
+from ablate.intervene.operators import Condition, Intervention, MeanAblate, Patch, ResampleAblate, ZeroAblate
+from ablate.model.handle import ModelHandle
+from ablate.testing.tiny import tiny_handle
 
 TEXTS = ["the cat sat on the big red house", "a dog ran over the road", "she saw a quick brown fox"]
 
@@ -331,7 +331,7 @@ def test_patch_at_last_position_uses_each_source_rows_last_token(handle):
 
 
 def test_plan_holds_no_dense_replacements(handle):
-    from ablate.interventions import plan_writes
+    from ablate.intervene.engine import plan_writes
 
     b = _batch(handle)
     conds = [Condition.coerce(c) for c in (ZeroAblate("L0H1,L1H2"), MeanAblate("L1H0,L1H3", positions="last"),
@@ -346,7 +346,7 @@ def test_plan_holds_no_dense_replacements(handle):
 
 
 def test_nan_check_catches_non_finite_and_tolerates_an_overflowing_sum():
-    from ablate.errors import NumericalError
+    from ablate.model.errors import NumericalError
 
     h = tiny_handle("llama")
     b = _batch(h)

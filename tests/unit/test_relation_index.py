@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from ablate.relation_index import OVConfig, relation_index
-from ablate.relation_index_literal import relation_index_literal
-from ablate.relations import NoTripletsError, Triplet, TripletError, with_reverse
-from ablate.testing import FAMILIES, tiny_handle
+from ablate.scores.relation_index import OVConfig, relation_index
+from ablate.testing.literal_ri import relation_index_literal
+from ablate.triplets.relations import NoTripletsError, Triplet, TripletError, with_reverse
+from ablate.testing.tiny import FAMILIES, tiny_handle
 
-sys.path.insert(0, str(Path(__file__).parent))
-from planted import planted_relation_model  # noqa: E402
+from ablate.testing.planted import planted_relation_model  # noqa: E402
 
 
 def _sharp_handle(family: str):

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from ablate.scan import COLUMNS, ScanConfig, discover_series, scan_series
-from ablate.scan_cli import scan_command
-from ablate.testing import tiny_model, tiny_tokenizer
+from ablate.scores.scan import COLUMNS, ScanConfig, discover_series, scan_series
+from experiments.commands.scan import scan_command
+from ablate.testing.tiny import tiny_model, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from ablate.errors import AblateError
-from ablate.heads import HeadSet
-from ablate.relation_index import relation_index
-from ablate.selection import select_sihs, top_k_heads
+from ablate.model.errors import AblateError
+from ablate.model.heads import HeadSet
+from ablate.scores.relation_index import relation_index
+from ablate.scores.selection import select_sihs, top_k_heads
 
-sys.path.insert(0, str(Path(__file__).parent))
-from planted import planted_relation_model  # noqa: E402
-from test_relation_index import _planted_triplets  # noqa: E402
+from ablate.testing.planted import planted_relation_model  # noqa: E402
+from tests.unit.test_relation_index import _planted_triplets  # noqa: E402
 
 
 @pytest.fixture(scope="module")

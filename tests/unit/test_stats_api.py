@@ -3,7 +3,7 @@ import pandas as pd
 from click.testing import CliRunner
 
 from stats.api import analyze
-from stats.cli import stats_command
+from experiments.commands.stats import stats_command
 from stats.simulate import simulate_curves, simulate_results
 from stats.tables import fmt_ci, fmt_p, p_phrase
 

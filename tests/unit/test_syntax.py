@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ablate.relations import NoTripletsError, WordTriplet, align_triplets
-from ablate.syntax import (DEFAULT_LABEL_MAP, RelationRule, SpacyModelMissingError, load_pipeline,
+from ablate.triplets.relations import NoTripletsError, WordTriplet, align_triplets
+from ablate.triplets.syntax import (DEFAULT_LABEL_MAP, RelationRule, SpacyModelMissingError, load_pipeline,
                            load_sentences, parse_word_triplets, syntactic_triplets)
 
 spacy = pytest.importorskip("spacy")

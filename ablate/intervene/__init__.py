@@ -1,0 +1,1 @@
+"""Interventions on heads: the operator dataclasses and their registry, and the batched engine."""

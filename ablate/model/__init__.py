@@ -1,0 +1,1 @@
+"""The model: the handle over a Hugging Face causal LM (nnsight), architecture adapters, head sets, errors."""

@@ -1,0 +1,1 @@
+"""Relation triplets: token alignment, spaCy syntactic relations, knowledge graphs, shipped sentences."""

@@ -1,0 +1,324 @@
+"""Knowledge-graph relation triplets (PAPER.md section 3): AGENDA, WordNet, generic TSV, built-in.
+
+All loaders return tokenizer-independent :class:`~ablate.triplets.relations.WordTriplet` lists (character
+spans); :func:`~ablate.triplets.relations.align_triplets` maps them onto a model tokenizer (same
+multi-token rule as the syntactic relations) and adds reverse directions.
+
+* :func:`agenda_word_triplets`: AGENDA records (``title``, ``entities``, ``types``,
+  ``relations`` as ``"X -- USED-FOR -- Y"``, ``abstract`` with entity tags ``<method_0>`` or
+  ``abstract_og`` with the entity strings). Per record, every entity is replaced by a single
+  capital letter, in entity order, from ``B C D F G H J K L M O P Q R T U V X Y Z`` (A, I, N,
+  S, W, E are skipped, as in the paper: they are words or common initials), so head and tail are
+  one token each; then the function words of :data:`FUNCTION_WORDS` are removed. A relation
+  becomes a triplet in the first sentence of the processed abstract that contains both letters
+  (first occurrence of each); relations whose entities never co-occur in a sentence are skipped.
+* :func:`wordnet_word_triplets`: Hyponym-of / Part-of pairs of single-word WordNet nouns,
+  rendered into sentences with :data:`KG_TEMPLATES`. WordNet data is read by nltk from its data
+  path or from Debian's ``wordnet-base`` (``/usr/share/wordnet``); :class:`WordNetUnavailableError`
+  says how to install it.
+* :func:`builtin_word_triplets`: a small embedded hypernymy / part-of graph (written for this
+  project) rendered the same way: the offline default.
+* :func:`tsv_word_triplets`: rows ``head<TAB>relation<TAB>tail<TAB>sentence`` (header optional);
+  head and tail are found in the sentence as whole words (case-insensitive, first occurrence,
+  non-overlapping).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ablate.model.errors import AblateError
+from ablate.triplets.relations import WordTriplet
+
+__all__ = ["KGError", "WordNetUnavailableError", "ENTITY_LETTERS", "FUNCTION_WORDS", "KG_TEMPLATES",
+           "BUILTIN_KG", "agenda_word_triplets", "load_agenda", "wordnet_word_triplets",
+           "builtin_word_triplets", "tsv_word_triplets", "render"]
+
+#: capital letters used as entity placeholders: A, I, N, S, W, E are skipped.
+ENTITY_LETTERS = tuple(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in "AINSWE")
+
+#: frequent function words removed from AGENDA abstracts (lower-case match).
+FUNCTION_WORDS = frozenset(
+    "a an the of to in on at by for from with as and or but nor is are was were be been being this that "
+    "these those it its we our us they their them which who whom whose than then there here also such "
+    "into onto over under about can could may might will would shall should has have had do does did".split()
+)
+
+#: relation -> sentence templates; ``{h}`` = head word, ``{t}`` = tail word. They are long
+#: enough (>= 10 tokens) for the fake-tail baseline and keep head and tail apart.
+KG_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "Hyponym-of": ("In the old book I read that every {h} is a kind of {t}, as most people know.",
+                   "My teacher said that a {h} is one type of {t} that we can see here."),
+    "Part-of": ("In the old book I read that the {h} is a part of the {t}, as most people know.",
+                "My teacher said that every {t} has a {h} that we can see here."),
+}
+
+#: the embedded fallback graph: (head, relation, tail), common single words.
+BUILTIN_KG: tuple[tuple[str, str, str], ...] = tuple(
+    [(h, "Hyponym-of", t) for h, t in [
+        ("dog", "animal"), ("cat", "animal"), ("horse", "animal"), ("cow", "animal"), ("sparrow", "bird"),
+        ("eagle", "bird"), ("owl", "bird"), ("salmon", "fish"), ("trout", "fish"), ("shark", "fish"),
+        ("apple", "fruit"), ("pear", "fruit"), ("plum", "fruit"), ("banana", "fruit"), ("grape", "fruit"),
+        ("carrot", "vegetable"), ("potato", "vegetable"), ("onion", "vegetable"), ("oak", "tree"),
+        ("pine", "tree"), ("maple", "tree"), ("rose", "flower"), ("tulip", "flower"), ("lily", "flower"),
+        ("chair", "furniture"), ("table", "furniture"), ("sofa", "furniture"), ("desk", "furniture"),
+        ("hammer", "tool"), ("saw", "tool"), ("drill", "tool"), ("car", "vehicle"), ("truck", "vehicle"),
+        ("bus", "vehicle"), ("bicycle", "vehicle"), ("piano", "instrument"), ("violin", "instrument"),
+        ("guitar", "instrument"), ("shirt", "garment"), ("coat", "garment"), ("teacher", "person"),
+        ("doctor", "person"), ("farmer", "person"), ("iron", "metal"), ("copper", "metal"), ("gold", "metal"),
+        ("red", "color"), ("blue", "color"), ("green", "color"), ("football", "sport"), ("tennis", "sport"),
+    ]]
+    + [(h, "Part-of", t) for h, t in [
+        ("wheel", "car"), ("engine", "car"), ("door", "house"), ("roof", "house"), ("window", "house"),
+        ("wall", "room"), ("finger", "hand"), ("thumb", "hand"), ("toe", "foot"), ("leaf", "tree"),
+        ("branch", "tree"), ("root", "tree"), ("petal", "flower"), ("page", "book"), ("cover", "book"),
+        ("wing", "bird"), ("feather", "bird"), ("beak", "bird"), ("tail", "dog"), ("paw", "dog"),
+        ("handle", "door"), ("blade", "knife"), ("keyboard", "computer"), ("screen", "computer"),
+        ("string", "guitar"), ("key", "piano"), ("sleeve", "shirt"), ("collar", "shirt"), ("nose", "face"),
+        ("eye", "face"), ("mouth", "face"), ("chapter", "book"), ("seed", "apple"), ("trunk", "tree"),
+        ("room", "house"), ("lens", "camera"), ("sail", "boat"), ("deck", "ship"), ("leg", "table"),
+        ("seat", "chair"),
+    ]]
+)
+
+
+class KGError(AblateError):
+    """A knowledge-graph file could not be read or yielded nothing."""
+
+
+class WordNetUnavailableError(KGError):
+    """No WordNet data is installed."""
+
+
+def _word_span(text: str, word: str, start: int = 0, taken: Sequence[tuple[int, int]] = ()) -> tuple[int, int] | None:
+    for m in re.finditer(r"(?<!\w)" + re.escape(word) + r"(?!\w)", text[start:], flags=re.IGNORECASE):
+        a, b = m.start() + start, m.end() + start
+        if all(b <= x or a >= y for x, y in taken):
+            return a, b
+    return None
+
+
+def render(pairs: Iterable[tuple[str, str, str]], templates: dict[str, Sequence[str]] = KG_TEMPLATES,
+           *, seed: int = 0) -> list[WordTriplet]:
+    """Render (head, relation, tail) into sentences with a seeded template choice per pair.
+
+    Raises:
+        KGError: a relation has no template.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for h, rel, t in pairs:
+        if rel not in templates:
+            raise KGError(f"no sentence template for relation {rel!r}; pass templates={{{rel!r}: ('... {{h}} ... {{t}} ...',)}}")
+        tpl = templates[rel][int(rng.integers(len(templates[rel])))]
+        text = tpl.format(h=h, t=t)
+        hp = tpl.index("{h}")
+        tp = tpl.index("{t}")
+        # character positions after formatting
+        if hp < tp:
+            hs = hp
+            ts = tp - 3 + len(h)
+        else:
+            ts = tp
+            hs = hp - 3 + len(t)
+        out.append(WordTriplet(text, (hs, hs + len(h)), (ts, ts + len(t)), rel))
+    return out
+
+
+def builtin_word_triplets(relations: Sequence[str] | None = None, *, seed: int = 0) -> list[WordTriplet]:
+    """The embedded fallback KG (:data:`BUILTIN_KG`), rendered into sentences."""
+    pairs = [p for p in BUILTIN_KG if relations is None or p[1] in relations]
+    return render(pairs, seed=seed)
+
+
+# ---- WordNet -------------------------------------------------------------------------------
+
+_WN_DIRS = (Path("/usr/share/wordnet"), Path("/usr/share/wordnet/dict"))
+
+
+def _wordnet(root: str | Path | None = None) -> Any:
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    cands = [Path(root)] if root is not None else []
+    if root is None:
+        try:
+            import nltk
+
+            cands.append(Path(str(nltk.data.find("corpora/wordnet"))))
+        except LookupError:
+            pass
+        cands.extend(_WN_DIRS)
+    for d in cands:
+        if (d / "data.noun").is_file() and (d / "index.noun").is_file():
+            try:
+                return WordNetCorpusReader(str(d), None)
+            except Exception as e:  # pragma: no cover - corrupt install
+                raise WordNetUnavailableError(f"WordNet at {d} could not be read: {e}") from e
+    raise WordNetUnavailableError(
+        "WordNet data not found (looked in the nltk data path and /usr/share/wordnet). Install it with "
+        "`python -m nltk.downloader wordnet` (needs network) or `apt-get install wordnet-base` (Debian/Ubuntu), "
+        "or pass root='/path/to/wordnet/dict'. Offline, ablate.triplets.kg.builtin_word_triplets() gives a small "
+        "embedded hypernymy/part-of graph instead."
+    )
+
+
+def wordnet_word_triplets(relations: Sequence[str] = ("Hyponym-of", "Part-of"), *, max_pairs: int = 500,
+                          seed: int = 0, root: str | Path | None = None) -> list[WordTriplet]:
+    """Hyponym-of (hyponym -> hypernym) and Part-of (part -> whole) pairs of single-word nouns.
+
+    Pairs are drawn from the synsets' first lemmas (alphabetic, lower-case, no multi-word
+    lemmas), shuffled with ``seed`` and capped at ``max_pairs`` per relation, then rendered.
+
+    Raises:
+        WordNetUnavailableError: no WordNet data installed (the message says how to install).
+    """
+    wn = _wordnet(root)
+    rng = np.random.default_rng(seed)
+
+    def word(s):
+        w = s.lemmas()[0].name()
+        return w if w.isalpha() and w.islower() else None
+
+    pairs: list[tuple[str, str, str]] = []
+    for rel in relations:
+        found = []
+        for syn in wn.all_synsets("n"):
+            h = word(syn)
+            if h is None:
+                continue
+            others = syn.hypernyms() if rel == "Hyponym-of" else syn.part_holonyms() if rel == "Part-of" else None
+            if others is None:
+                raise KGError(f"unknown WordNet relation {rel!r}; use Hyponym-of or Part-of")
+            for o in others:
+                t = word(o)
+                if t is not None and t != h:
+                    found.append((h, rel, t))
+        idx = rng.permutation(len(found))[:max_pairs]
+        pairs.extend(found[i] for i in sorted(idx))
+    return render(pairs, seed=seed)
+
+
+# ---- AGENDA --------------------------------------------------------------------------------
+
+_REL_RE = re.compile(r"^\s*(.+?)\s+--\s+([A-Z][A-Z-]*)\s+--\s+(.+?)\s*$")
+_TAG_RE = re.compile(r"<([a-z]+)_(\d+)>")
+_AGENDA_RELATIONS = {"PART-OF": "Part-of", "COMPARE": "Compare", "USED-FOR": "Used-for",
+                     "FEATURE-OF": "Feature-of", "HYPONYM-OF": "Hyponym-of", "EVALUATE-FOR": "Evaluate-for",
+                     "CONJUNCTION": "Conjunction"}
+
+
+def load_agenda(path: str | Path) -> list[dict]:
+    """AGENDA records from a JSON list file or a JSON-lines file."""
+    p = Path(path)
+    if not p.is_file():
+        raise KGError(f"AGENDA file not found: {p} (the test split is e.g. unprocessed.test.json)")
+    text = p.read_text(encoding="utf-8").strip()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if isinstance(data, dict):
+        data = [data]
+    return data
+
+
+def _process_abstract(rec: dict) -> tuple[str, dict[str, str]]:
+    """Replace entities by letters and remove function words; returns (text, entity -> letter)."""
+    ents = [str(e) for e in rec.get("entities", [])]
+    if len(ents) > len(ENTITY_LETTERS):
+        ents = ents[: len(ENTITY_LETTERS)]
+    letter = {e: ENTITY_LETTERS[i] for i, e in enumerate(ents)}
+    abstract = rec.get("abstract") or ""
+    types = rec.get("types", "")
+    types = types.split() if isinstance(types, str) else list(types)
+    if _TAG_RE.search(abstract) and types:
+        per_type: dict[tuple[str, int], str] = {}
+        counter: Counter = Counter()
+        for e, ty in zip(ents, types):
+            ty = ty.strip("<>")
+            per_type[(ty, counter[ty])] = letter[e]
+            counter[ty] += 1
+        text = _TAG_RE.sub(lambda m: per_type.get((m.group(1), int(m.group(2))), m.group(0)), abstract)
+    else:
+        text = rec.get("abstract_og") or abstract
+        for e in sorted(ents, key=len, reverse=True):
+            text = re.sub(r"(?<!\w)" + re.escape(e) + r"(?!\w)", letter[e], text, flags=re.IGNORECASE)
+    words = [w for w in re.findall(r"\w+|[^\w\s]", text) if w.lower() not in FUNCTION_WORDS or w in ENTITY_LETTERS]
+    text = " ".join(words)
+    text = re.sub(r" ([.,;:!?)])", r"\1", text).replace("( ", "(")
+    return text, letter
+
+
+def agenda_word_triplets(records: Iterable[dict] | str | Path, relations: Sequence[str] | None = None
+                         ) -> tuple[list[WordTriplet], Counter]:
+    """AGENDA relations as sentence triplets (rules in the module docstring).
+
+    Returns:
+        ``(word_triplets, skipped)``: ``skipped`` counts relations left out, by reason.
+    """
+    if isinstance(records, (str, Path)):
+        records = load_agenda(records)
+    out: list[WordTriplet] = []
+    skipped: Counter = Counter()
+    for rec in records:
+        text, letter = _process_abstract(rec)
+        sents = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
+        for r in rec.get("relations", []):
+            m = _REL_RE.match(str(r))
+            if not m:
+                skipped["unparsable relation string"] += 1
+                continue
+            h, rel, t = m.group(1), _AGENDA_RELATIONS.get(m.group(2), m.group(2).title()), m.group(3)
+            if relations is not None and rel not in relations:
+                continue
+            if h not in letter or t not in letter:
+                skipped["entity not in the entity list (or beyond 20 entities)"] += 1
+                continue
+            for s in sents:
+                hs = _word_span(s, letter[h]) if letter[h] != letter[t] else None
+                ts = _word_span(s, letter[t], taken=[hs]) if hs else None
+                if hs and ts and s[hs[0]:hs[1]] == letter[h] and s[ts[0]:ts[1]] == letter[t]:
+                    out.append(WordTriplet(s, hs, ts, rel))
+                    break
+            else:
+                skipped["head and tail never in one sentence"] += 1
+    return out, skipped
+
+
+# ---- TSV -----------------------------------------------------------------------------------
+
+def tsv_word_triplets(path: str | Path) -> tuple[list[WordTriplet], Counter]:
+    """Rows ``head, relation, tail, sentence`` (tab-separated; a header row is skipped).
+
+    Returns:
+        ``(word_triplets, skipped)`` with skipped rows counted by reason.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise KGError(f"TSV file not found: {p} (columns: head, relation, tail, sentence)")
+    out: list[WordTriplet] = []
+    skipped: Counter = Counter()
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if n == 0 and [c.strip().lower() for c in cols[:4]] == ["head", "relation", "tail", "sentence"]:
+            continue
+        if len(cols) < 4:
+            raise KGError(f"{p}:{n + 1}: expected 4 tab-separated columns (head, relation, tail, sentence), got {len(cols)}")
+        h, rel, t, s = (c.strip() for c in cols[:4])
+        hs = _word_span(s, h)
+        ts = _word_span(s, t, taken=[hs] if hs else [])
+        if hs is None or ts is None:
+            skipped["head or tail not found in the sentence"] += 1
+            continue
+        out.append(WordTriplet(s, hs, ts, rel))
+    if not out:
+        raise KGError(f"{p}: no usable row ({dict(skipped)}); each sentence must contain its head and tail words")
+    return out, skipped
