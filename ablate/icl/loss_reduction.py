@@ -37,7 +37,7 @@ import numpy as np
 from ablate.model.errors import AblateError
 from ablate.intervene.engine import run_conditions
 from ablate.intervene.operators import Condition
-from ablate.model.handle import ModelHandle, pad_batch
+from ablate.model.handle import encode_ids, ModelHandle, pad_batch
 
 __all__ = ["LossReductionError", "LRWindows", "lr_windows", "model_context_length", "read_documents",
            "loss_reduction"]
@@ -174,7 +174,7 @@ def loss_reduction(handle: ModelHandle, docs: Sequence[str], conditions: Sequenc
     win = lr_windows(ctx - len(bos))
     ids = []
     for d, text in enumerate(docs):
-        x = bos + list(tok(text, add_special_tokens=False)["input_ids"])[:win.length]
+        x = bos + encode_ids(tok, text)[:win.length]
         if len(x) < 2:
             raise LossReductionError(f"document {d} has fewer than 2 tokens; drop empty documents")
         ids.append(x)

@@ -81,7 +81,7 @@ import torch
 from ablate.model.errors import AblateError
 from ablate.intervene.engine import run_conditions
 from ablate.intervene.operators import Condition, Patch
-from ablate.model.handle import ModelHandle, pad_batch
+from ablate.model.handle import ModelHandle, encode_ids, pad_batch
 
 __all__ = ["IclMetricError", "PreparedPrompt", "prepare_prompt", "score_prompts", "evaluate_items",
            "prompt_batch", "METRIC_COLUMNS"]
@@ -92,10 +92,6 @@ METRIC_COLUMNS = ("fc", "pd", "fc_cont", "pd_cont", "gold_logprob", "rank_in_lab
 
 class IclMetricError(AblateError, ValueError):
     """A prompt or label cannot be scored (empty prompt, label with no tokens, duplicate labels)."""
-
-
-def _enc(tok: Any, text: str) -> list[int]:
-    return list(tok(text, add_special_tokens=False)["input_ids"])
 
 
 @dataclass
@@ -153,7 +149,7 @@ def prepare_prompt(tokenizer: Any, prompt: str, labels: Sequence[str], gold: str
         if gold not in labels:
             raise IclMetricError(f"gold label {gold!r} is not among the candidates {labels}")
         gold = labels.index(gold)
-    P = _enc(tokenizer, prompt)
+    P = encode_ids(tokenizer, prompt)
     bos: list[int] = []
     if add_bos:
         if tokenizer.bos_token_id is None:
@@ -163,8 +159,8 @@ def prepare_prompt(tokenizer: Any, prompt: str, labels: Sequence[str], gold: str
         raise IclMetricError("prepare_prompt: the prompt has no tokens (and no BOS was requested)")
     cands = []
     for lab in labels:
-        whole = _enc(tokenizer, prompt + " " + lab)
-        c = whole[len(P):] if whole[:len(P)] == P else _enc(tokenizer, " " + lab)
+        whole = encode_ids(tokenizer, prompt + " " + lab)
+        c = whole[len(P):] if whole[:len(P)] == P else encode_ids(tokenizer, " " + lab)
         if not c:
             raise IclMetricError(
                 f"label {lab!r} tokenises to nothing after the prompt (the tokenizer drops it?); "
@@ -183,7 +179,7 @@ def prepare_prompt(tokenizer: Any, prompt: str, labels: Sequence[str], gold: str
         node_loc[n] = (r, len(ids) + len(n) - 1)
     demo_tokens = []
     for s, e in label_spans:
-        a, b = _enc(tokenizer, prompt[:s]), _enc(tokenizer, prompt[:e])
+        a, b = encode_ids(tokenizer, prompt[:s]), encode_ids(tokenizer, prompt[:e])
         if P[:len(a)] == a and P[:len(b)] == b and len(b) > len(a) and len(a) + len(bos) >= 1:
             demo_tokens.append([(len(bos) + i, P[i]) for i in range(len(a), len(b))])
         else:
@@ -196,7 +192,7 @@ def prompt_batch(handle: ModelHandle, prompts: Sequence[str], *, add_bos: bool =
     """A left-padded batch of prompts (e.g. a ``reference`` batch for mean ablation)."""
     tok = handle.tokenizer
     pre = [tok.bos_token_id] if add_bos else []
-    return pad_batch([pre + _enc(tok, p) for p in prompts], tok.pad_token_id, padding_side="left",
+    return pad_batch([pre + encode_ids(tok, p) for p in prompts], tok.pad_token_id, padding_side="left",
                      device=handle.device)
 
 

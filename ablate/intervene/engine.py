@@ -18,6 +18,7 @@ from typing import Any, Callable, ClassVar, Iterable, Sequence, Union
 import torch
 
 from ablate.model.errors import InterventionError, PositionError
+from ablate.model.adapters import module_at
 from ablate.model.heads import HeadSet
 from ablate.model.handle import ModelHandle, check_finite, prepare_inputs
 from ablate.intervene.operators import (OPERATORS, Condition, Intervention, MeanAblate, Patch, PositionSpec,
@@ -31,10 +32,7 @@ Batch = dict[str, torch.Tensor]
 
 
 def _envoy(handle: ModelHandle, path: str):
-    obj = handle.nn
-    for part in path.split("."):
-        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
-    return obj
+    return module_at(handle.nn, path)
 
 
 def capture_head_outputs(handle: ModelHandle, batch: Batch, layers: Iterable[int]) -> dict[int, torch.Tensor]:

@@ -98,7 +98,9 @@ _HOW_TO_ADD = (
 )
 
 
-def _get(root: torch.nn.Module, path: str) -> Any:
+def module_at(root: Any, path: str) -> Any:
+    """The sub-module at dotted ``path`` ("model.layers.3.self_attn.o_proj") of ``root``: a torch
+    module or an nnsight envoy (the one path walk of the toolkit)."""
     obj = root
     for part in path.split("."):
         obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
@@ -141,27 +143,27 @@ class ArchAdapter:
 
     # ---- module access -------------------------------------------------------------------
     def block(self, layer: int) -> torch.nn.Module:
-        return _get(self.model, self.spec.layers)[layer]
+        return module_at(self.model, self.spec.layers)[layer]
 
     def attn(self, layer: int) -> torch.nn.Module:
-        return _get(self.block(layer), self.spec.attn)
+        return module_at(self.block(layer), self.spec.attn)
 
     def o_proj(self, layer: int) -> torch.nn.Module:
         """The attention output projection; its *input* is the concatenation of head outputs."""
-        return _get(self.block(layer), self.spec.o_proj)
+        return module_at(self.block(layer), self.spec.o_proj)
 
     def ln_attn(self, layer: int) -> torch.nn.Module:
-        return _get(self.block(layer), self.spec.ln_attn)
+        return module_at(self.block(layer), self.spec.ln_attn)
 
     def final_norm(self) -> torch.nn.Module:
-        return _get(self.model, self.spec.final_norm)
+        return module_at(self.model, self.spec.final_norm)
 
     def embed(self) -> torch.nn.Module:
-        return _get(self.model, self.spec.embed)
+        return module_at(self.model, self.spec.embed)
 
     def unembed(self) -> torch.nn.Module:
         try:
-            return _get(self.model, self.spec.unembed)
+            return module_at(self.model, self.spec.unembed)
         except AttributeError:
             out = self.model.get_output_embeddings()
             if out is None:

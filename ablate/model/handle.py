@@ -88,7 +88,7 @@ class ModelHandle:
                max_length: int | None = None) -> dict[str, torch.Tensor]:
         """Tokenise ``texts`` into a padded batch ``{"input_ids", "attention_mask"}``."""
         tok = self.tokenizer
-        ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+        ids = [encode_ids(tok, t) for t in texts]
         if add_bos:
             if tok.bos_token_id is None:
                 raise ModelLoadError("add_bos=True but the tokenizer has no BOS token")
@@ -125,6 +125,11 @@ def set_attn_implementation(model: torch.nn.Module, impl: str) -> None:
         except Exception:  # pragma: no cover - older transformers
             pass
     model.config._attn_implementation = impl
+
+
+def encode_ids(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text`` without special tokens (the one prompt encoder; BOS is added by callers)."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def pad_batch(ids: list[list[int]], pad_id: int, *, padding_side: str = "left",

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -90,18 +90,10 @@ class OVConfig:
 
 
 def unembedding(handle: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(W_U [d_model, vocab], b_U [vocab] or None)``: the adapter's, else HF's output embeddings.
-
-    The fallback (``get_output_embeddings``) covers adapters whose unembedding path does not
-    exist in the installed transformers version (e.g. GPT-NeoX's ``embed_out`` became
-    ``lm_head`` in transformers 5).
-    """
-    ad = handle.adapter
-    try:
-        return ad.W_U, ad.b_U
-    except AttributeError:
-        lm = handle.hf.get_output_embeddings()
-        return lm.weight.T, getattr(lm, "bias", None)
+    """``(W_U [d_model, vocab], b_U [vocab] or None)`` from the architecture adapter (whose
+    :meth:`~ablate.model.adapters.ArchAdapter.unembed` holds the one fallback to HF's
+    ``get_output_embeddings``)."""
+    return handle.adapter.W_U, handle.adapter.b_U
 
 
 def _norm_module(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
@@ -368,8 +360,6 @@ def relation_index(handle: Any, triplets: Sequence[Triplet], *, tau: float | Non
     """
     from tqdm.auto import tqdm
 
-    from ablate.model.handle import pad_batch
-
     triplets = list(triplets)
     _validate(handle, triplets)
     nulls = tuple(nulls)
@@ -378,11 +368,33 @@ def relation_index(handle: Any, triplets: Sequence[Triplet], *, tau: float | Non
             raise AblateError(f"unknown null {n!r}; use any of {_NULLS}")
     ad = handle.adapter
     layers = list(range(ad.n_layers)) if layers is None else [int(l) for l in layers]
-    H = ad.n_heads
-    L = len(layers)
-    K = len(triplets)
+    H, L, K = ad.n_heads, len(layers), len(triplets)
 
-    # ---- scored items: real triplets + null variants, all pointing at sentences ----------
+    variants, dropped = _score_variants(triplets, nulls, seed, fake_tail_position)
+    table = _sentence_table(triplets)
+    items = {name: _item_arrays(vs, table) for name, vs in variants.items()}
+    att = _attention_pass(handle, table, layers, batch_size)
+    tau, tau_rank = _resolve_tau(att, table, tau, tau_percentile)
+
+    # per layer: OV probabilities once per (distinct token, head), then every item's a_T
+    sums = {n: torch.zeros(K, L, H, dtype=torch.float64) for n in variants}
+    counts = {n: torch.zeros(K, L, H, dtype=torch.long) for n in variants}
+    for li, layer in tqdm(list(enumerate(layers)), desc="relation index", leave=False, disable=not progress):
+        gates = {name: _gate(att, li, d, tau, table) for name, d in items.items()}
+        _accumulate_layer(handle, layer, li, table, items, gates, ov, precision, sums, counts)
+    params = dict(tau=tau, tau_percentile=tau_percentile, nulls=list(nulls),
+                  fake_tail_position=fake_tail_position, ov=dict(x=ov.x, bias=ov.bias, final_norm=ov.final_norm),
+                  seed=seed, n_triplets=K, n_sentences=table.S)
+    return RelationIndexResult(triplets, layers, H, tau, tau_percentile, tau_rank, sums, counts, dropped, params)
+
+
+# ---- the stages of relation_index ------------------------------------------------------------
+
+
+def _score_variants(triplets: list[Triplet], nulls: tuple[str, ...], seed: int, fake_tail_position: int
+                    ) -> tuple[dict[str, list[Triplet | None]], dict[str, int]]:
+    """The scored items: the real triplets and one null variant of each per null (None = no valid
+    null for that triplet), and how many each null dropped."""
     rng = np.random.default_rng(seed)
     variants: dict[str, list[Triplet | None]] = {SCORE_RI: list(triplets)}
     dropped: dict[str, int] = {}
@@ -390,22 +402,61 @@ def relation_index(handle: Any, triplets: Sequence[Triplet], *, tau: float | Non
         vs = [_null_triplet(t, n, rng, fake_tail_position) for t in triplets]
         variants[n] = vs
         dropped[n] = sum(v is None for v in vs)
-    sent_index: dict[tuple[int, ...], int] = {}
+    return variants, dropped
+
+
+@dataclass(frozen=True)
+class _SentenceTable:
+    """The distinct sentences and their distinct context tokens, as index tensors.
+
+    ``uniq`` is the global list of distinct token ids; ``rows_g[b, j]`` its index for the token at
+    (sentence b, position j); ``cols_g[b, n]`` the global index of sentence b's n-th distinct token
+    (first-appearance order); ``local[b, j]`` the local index of the token at (b, j);
+    ``cmask[b, j, n]``: distinct token n occurs in t_0..t_j (and j is a real position).
+    """
+
+    sents: list[tuple[int, ...]]
+    index: dict[tuple[int, ...], int]
+    lens: torch.Tensor
+    uniq: list[int]
+    rows_g: torch.Tensor
+    cols_g: torch.Tensor
+    local: torch.Tensor
+    cmask: torch.Tensor
+
+    @property
+    def S(self) -> int:
+        return len(self.sents)
+
+    @property
+    def T(self) -> int:
+        return int(self.lens.max())
+
+    @property
+    def N(self) -> int:
+        return self.cols_g.shape[1]
+
+    @property
+    def real(self) -> torch.Tensor:
+        """``[S, T]``: position j is a real token of sentence b."""
+        return torch.arange(self.T)[None, :] < self.lens[:, None]
+
+
+def _sentence_table(triplets: list[Triplet]) -> _SentenceTable:
+    index: dict[tuple[int, ...], int] = {}
     for t in triplets:
-        sent_index.setdefault(t.tokens, len(sent_index))
-    sents = list(sent_index)
+        index.setdefault(t.tokens, len(index))
+    sents = list(index)
     S = len(sents)
     lens = torch.tensor([len(s) for s in sents])
     T = int(lens.max())
-
-    # distinct tokens: global list U, per-sentence local lists (first-appearance order)
     uniq = sorted({x for s in sents for x in s})
     gidx = {x: i for i, x in enumerate(uniq)}
     N = max(len(set(s)) for s in sents)
-    rows_g = torch.zeros(S, T, dtype=torch.long)  # global index of the token at (b, j)
-    cols_g = torch.zeros(S, N, dtype=torch.long)  # global index of local distinct token n
-    local = torch.zeros(S, T, dtype=torch.long)  # local index of the token at (b, j)
-    cmask = torch.zeros(S, T, N, dtype=torch.bool)  # token n in t_0..t_j (and j real)
+    rows_g = torch.zeros(S, T, dtype=torch.long)
+    cols_g = torch.zeros(S, N, dtype=torch.long)
+    local = torch.zeros(S, T, dtype=torch.long)
+    cmask = torch.zeros(S, T, N, dtype=torch.bool)
     for b, s in enumerate(sents):
         loc: dict[int, int] = {}
         for j, x in enumerate(s):
@@ -415,28 +466,49 @@ def relation_index(handle: Any, triplets: Sequence[Triplet], *, tau: float | Non
                 cmask[b, j:len(s), loc[x]] = True
             local[b, j] = loc[x]
             rows_g[b, j] = gidx[x]
+    return _SentenceTable(sents, index, lens, uniq, rows_g, cols_g, local, cmask)
 
-    # item arrays per score
-    items: dict[str, dict[str, torch.Tensor]] = {}
-    for name, vs in variants.items():
-        keep = [k for k, v in enumerate(vs) if v is not None]
-        tb = torch.tensor([sent_index[vs[k].tokens] for k in keep], dtype=torch.long)
-        span = torch.zeros(len(keep), T, dtype=torch.bool)
-        for i, k in enumerate(keep):
-            span[i, list(vs[k].head_span)] = True
-        items[name] = dict(
-            k=torch.tensor(keep, dtype=torch.long), tb=tb, span=span,
-            tail=torch.tensor([int(local[sent_index[vs[k].tokens], vs[k].o]) for k in keep], dtype=torch.long),
-            jmin=torch.tensor([vs[k].j_min for k in keep], dtype=torch.long),
-        )
 
-    # ---- forward passes: argmax and dominance ratio of every head, layer, position --------
+class _Items(NamedTuple):
+    """One score's items as tensors: triplet index ``k``, sentence ``tb``, head-token ``span``
+    ``[k, T]``, local index of the ``tail`` token, first qualifying position ``jmin``."""
+
+    k: torch.Tensor
+    tb: torch.Tensor
+    span: torch.Tensor
+    tail: torch.Tensor
+    jmin: torch.Tensor
+
+
+def _item_arrays(vs: list[Triplet | None], table: _SentenceTable) -> _Items:
+    keep = [k for k, v in enumerate(vs) if v is not None]
+    tb = torch.tensor([table.index[vs[k].tokens] for k in keep], dtype=torch.long)
+    span = torch.zeros(len(keep), table.T, dtype=torch.bool)
+    for i, k in enumerate(keep):
+        span[i, list(vs[k].head_span)] = True
+    tail = torch.tensor([int(table.local[table.index[vs[k].tokens], vs[k].o]) for k in keep], dtype=torch.long)
+    jmin = torch.tensor([vs[k].j_min for k in keep], dtype=torch.long)
+    return _Items(torch.tensor(keep, dtype=torch.long), tb, span, tail, jmin)
+
+
+class _Attention(NamedTuple):
+    """Per (layer, sentence, head, position): the attention argmax and the dominance ratio."""
+
+    amax: torch.Tensor  # [L, S, H, T] long
+    dom: torch.Tensor  # [L, S, H, T] float (NaN past the sentence end)
+
+
+def _attention_pass(handle: Any, table: _SentenceTable, layers: list[int], batch_size: int) -> _Attention:
+    """Eager forward passes over the sentences (right padding): argmax and dominance of every head."""
+    from ablate.model.handle import pad_batch
+
+    L, S, H, T = len(layers), table.S, handle.adapter.n_heads, table.T
     amax = torch.zeros(L, S, H, T, dtype=torch.long)
     dom = torch.full((L, S, H, T), float("nan"))
     pad = handle.tokenizer.pad_token_id if handle.tokenizer is not None else 0
     pad = 0 if pad is None else pad
     for b0 in range(0, S, batch_size):
-        chunk = [list(s) for s in sents[b0:b0 + batch_size]]
+        chunk = [list(s) for s in table.sents[b0:b0 + batch_size]]
         batch = pad_batch(chunk, pad, padding_side="right", device=handle.device)
         out = handle.forward(batch, output_attentions=True)
         if out.attentions is None or out.attentions[0] is None:
@@ -449,66 +521,74 @@ def relation_index(handle: Any, triplets: Sequence[Triplet], *, tau: float | Non
             am, r = attention_stats(out.attentions[layer].float().cpu())  # [B, H, Tb]
             amax[li, b0:b0 + len(chunk), :, :Tb] = am
             dom[li, b0:b0 + len(chunk), :, :Tb] = r
-    pos = torch.arange(T)
-    real = pos[None, :] < lens[:, None]  # [S, T]
-    tau_rank = None
-    if tau_percentile is not None:
-        pop = dom.permute(0, 1, 3, 2)[:, real & (pos[None, :] >= 1)]  # [L, n, H]
-        tau = float(np.percentile(pop.clamp(max=1e30).numpy().ravel(), tau_percentile))
-    if tau is not None:
-        pop = dom.permute(0, 1, 3, 2)[:, real & (pos[None, :] >= 1)]
-        tau_rank = float((pop <= tau).float().mean()) if pop.numel() else None
+    return _Attention(amax, dom)
 
-    # ---- per layer: OV probabilities once per (distinct token, head), then all items ------
-    uniq_t = torch.tensor(uniq, dtype=torch.long)
-    sums = {n: torch.zeros(K, L, H, dtype=torch.float64) for n in variants}
-    counts = {n: torch.zeros(K, L, H, dtype=torch.long) for n in variants}
-    it = tqdm(list(enumerate(layers)), desc="relation index", leave=False, disable=not progress)
+
+def _resolve_tau(att: _Attention, table: _SentenceTable, tau: float | None, tau_percentile: float | None
+                 ) -> tuple[float | None, float | None]:
+    """``(tau, tau_rank)``: tau from its percentile when given, and the share of dominance ratios
+    (positions j >= 1 of every scanned layer, head and sentence) at or below it."""
+    pos = torch.arange(table.T)
+    pop = att.dom.permute(0, 1, 3, 2)[:, table.real & (pos[None, :] >= 1)]  # [L, n, H]
+    if tau_percentile is not None:
+        tau = float(np.percentile(pop.clamp(max=1e30).numpy().ravel(), tau_percentile))
+    tau_rank = float((pop <= tau).float().mean()) if tau is not None and pop.numel() else None
+    return tau, tau_rank
+
+
+def _gate(att: _Attention, li: int, d: _Items, tau: float | None, table: _SentenceTable) -> torch.Tensor:
+    """``[k, T, H]``: the QK gate of every item at every position and head of layer ``li``: the
+    argmax lies in the head token's span, dominance > tau (unless argmax-only), j >= j_min, j real."""
+    pos = torch.arange(table.T)
+    am = att.amax[li, d.tb].transpose(1, 2)  # [k, T, H]
+    gate = torch.gather(d.span, 1, am.reshape(len(d.tb), -1)).reshape(am.shape)
+    if tau is not None:
+        gate &= att.dom[li, d.tb].transpose(1, 2) > tau
+    gate &= (pos[None, :] >= d.jmin[:, None])[:, :, None]
+    gate &= table.real[d.tb][:, :, None]
+    return gate
+
+
+def _accumulate_layer(handle: Any, layer: int, li: int, table: _SentenceTable, items: dict[str, _Items],
+                      gates: dict[str, torch.Tensor], ov: OVConfig, precision: torch.dtype,
+                      sums: dict[str, torch.Tensor], counts: dict[str, torch.Tensor]) -> None:
+    """Add layer ``li``'s gated a_T (sum and count per triplet and head) into ``sums``/``counts``.
+
+    The OV probabilities are computed only for the (token, head) pairs that some gate opens, then
+    centred and clipped over each position's distinct context tokens, sentence chunk by chunk.
+    """
+    S, T, N, H = table.S, table.T, table.N, handle.adapter.n_heads
+    need = torch.zeros(S, T, H)
+    for name, d in items.items():
+        need.index_add_(0, d.tb, gates[name].float())
+    needed_rows = torch.unique(table.rows_g[(need > 0).any(-1)])  # global indices of tokens with events
+    if len(needed_rows) == 0:
+        return
+    rowmap = torch.zeros(len(table.uniq), dtype=torch.long)
+    rowmap[needed_rows] = torch.arange(len(needed_rows))
+    head_mask = torch.zeros(len(needed_rows), H)  # (token, head) pairs with an event
+    head_mask.index_add_(0, rowmap[table.rows_g].flatten(), (need > 0).float().reshape(-1, H))
+    uniq_t = torch.tensor(table.uniq, dtype=torch.long)
+    P = ov_context_probs(handle, layer, uniq_t[needed_rows], uniq_t, ov, dtype=precision,
+                         row_mask=head_mask > 0)  # [R, H, U], zeros where no event
     sent_chunk = max(1, int((64 << 20) // max(1, T * N * H * 8)))
-    for li, layer in it:
-        # gates first: which (sentence, j) are scored by some head decides which tokens need p
-        gates: dict[str, torch.Tensor] = {}
-        need = torch.zeros(S, T, H)
+    for c0 in range(0, S, sent_chunk):
+        c1 = min(S, c0 + sent_chunk)
+        rg, cg, m = rowmap[table.rows_g[c0:c1]], table.cols_g[c0:c1], table.cmask[c0:c1]
+        Pg = P[rg[:, :, None], :, cg[:, None, :]]  # [Sc, T, N, H] (rows without events: dummy, gated out)
+        mf = m.to(precision)[..., None]  # [Sc, T, N, 1]
+        cnt = mf.sum(2).clamp(min=1)  # [Sc, T, 1]
+        mean = (Pg * mf).sum(2) / cnt  # [Sc, T, H]
+        q = (Pg - mean[:, :, None, :]).clamp(min=0) * mf  # [Sc, T, N, H]
+        qs = q.sum(2)  # [Sc, T, H]
+        R = torch.where(qs[:, :, None, :] > 0, q / qs.clamp(min=torch.finfo(precision).tiny)[:, :, None, :],
+                        torch.zeros((), dtype=precision))  # [Sc, T, N, H]: a for every tail
         for name, d in items.items():
-            tb = d["tb"]
-            am = amax[li, tb].transpose(1, 2)  # [k, T, H]
-            gate = torch.gather(d["span"], 1, am.reshape(len(tb), -1)).reshape(am.shape)  # argmax in head span
-            if tau is not None:
-                gate &= dom[li, tb].transpose(1, 2) > tau
-            gate &= (pos[None, :] >= d["jmin"][:, None])[:, :, None]
-            gate &= real[tb][:, :, None]
-            gates[name] = gate
-            need.index_add_(0, tb, gate.float())
-        needed_rows = torch.unique(rows_g[(need > 0).any(-1)])  # global indices of tokens with events
-        if len(needed_rows) == 0:
-            continue
-        rowmap = torch.zeros(len(uniq), dtype=torch.long)
-        rowmap[needed_rows] = torch.arange(len(needed_rows))
-        head_mask = torch.zeros(len(needed_rows), H)  # (token, head) pairs with an event
-        head_mask.index_add_(0, rowmap[rows_g].flatten(), (need > 0).float().reshape(-1, H))
-        P = ov_context_probs(handle, layer, uniq_t[needed_rows], uniq_t, ov, dtype=precision,
-                             row_mask=head_mask > 0)  # [R, H, U], zeros where no event
-        for c0 in range(0, S, sent_chunk):
-            c1 = min(S, c0 + sent_chunk)
-            rg, cg, m = rowmap[rows_g[c0:c1]], cols_g[c0:c1], cmask[c0:c1]
-            Pg = P[rg[:, :, None], :, cg[:, None, :]]  # [Sc, T, N, H] (rows without events: dummy, gated out)
-            mf = m.to(precision)[..., None]  # [Sc, T, N, 1]
-            cnt = mf.sum(2).clamp(min=1)  # [Sc, T, 1]
-            mean = (Pg * mf).sum(2) / cnt  # [Sc, T, H]
-            q = (Pg - mean[:, :, None, :]).clamp(min=0) * mf  # [Sc, T, N, H]
-            qs = q.sum(2)  # [Sc, T, H]
-            R = torch.where(qs[:, :, None, :] > 0, q / qs.clamp(min=torch.finfo(precision).tiny)[:, :, None, :],
-                            torch.zeros((), dtype=precision))  # [Sc, T, N, H]: a for every tail
-            for name, d in items.items():
-                sel = (d["tb"] >= c0) & (d["tb"] < c1)
-                if not sel.any():
-                    continue
-                tb, tail, gate = d["tb"][sel], d["tail"][sel], gates[name][sel]
-                a = R[tb - c0, :, tail, :]  # [k, T, H]
-                kk = d["k"][sel]
-                sums[name][kk, li] = (a.double() * gate).sum(1)
-                counts[name][kk, li] = gate.sum(1)
-    params = dict(tau=tau, tau_percentile=tau_percentile, nulls=list(nulls),
-                  fake_tail_position=fake_tail_position, ov=dict(x=ov.x, bias=ov.bias, final_norm=ov.final_norm),
-                  seed=seed, n_triplets=K, n_sentences=S)
-    return RelationIndexResult(triplets, layers, H, tau, tau_percentile, tau_rank, sums, counts, dropped, params)
+            sel = (d.tb >= c0) & (d.tb < c1)
+            if not sel.any():
+                continue
+            tb, tail, gate = d.tb[sel], d.tail[sel], gates[name][sel]
+            a = R[tb - c0, :, tail, :]  # [k, T, H]
+            kk = d.k[sel]
+            sums[name][kk, li] = (a.double() * gate).sum(1)
+            counts[name][kk, li] = gate.sum(1)
