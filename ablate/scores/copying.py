@@ -1,4 +1,4 @@
-"""Companion head scores (PAPER.md section 4): copying score and prefix-matching score.
+"""Companion head scores (docs/science.md §4): copying score and prefix-matching score.
 
 Both run on seeded random sequences of distinct mid-frequency tokens with a BOS token.
 

@@ -1,4 +1,4 @@
-"""The relation index (RI) of every attention head, exactly as PAPER.md section 2, vectorised.
+"""The relation index (RI) of every attention head, exactly as docs/science.md §2, vectorised.
 
 For a triplet T = (t_s, r, t_o) in a sentence t_0..t_{n-1}, every head h and every current
 position j >= j_min (= max(s, o); see :mod:`ablate.triplets.relations` for multi-token words):
@@ -336,7 +336,7 @@ def relation_index(handle: Any, triplets: Sequence[Triplet], *, tau: float | Non
                    layers: Sequence[int] | None = None, batch_size: int = 16,
                    precision: torch.dtype = torch.float32, seed: int = 0, progress: bool = False
                    ) -> RelationIndexResult:
-    """Relation index of every head of ``layers`` on ``triplets`` (PAPER.md section 2).
+    """Relation index of every head of ``layers`` on ``triplets`` (docs/science.md §2).
 
     Args:
         handle: a :class:`~ablate.model.handle.ModelHandle` with eager attention.
