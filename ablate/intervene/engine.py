@@ -51,6 +51,35 @@ def capture_head_outputs(handle: ModelHandle, batch: Batch, layers: Iterable[int
     return {l: v.detach().reshape(B, T, a.n_heads, a.head_dim).clone() for l, v in saved.items()}
 
 
+@dataclass(frozen=True)
+class Prefix:
+    """The clean residual stream entering block ``layer`` (``hidden = [B, T, d_model]``, the output of
+    block ``layer - 1`` on the run's batch). Given to :func:`run_conditions`, blocks ``0..layer-1``
+    are skipped (nnsight ``Envoy.skip``) and ``hidden`` enters block ``layer``: exact for
+    conditions that touch only layers >= ``layer``, and it saves those blocks' compute."""
+
+    layer: int
+    hidden: Float[Tensor, "batch seq d_model"]
+
+
+def capture_residual(handle: ModelHandle, batch: Batch, layers: Iterable[int]) -> dict[int, Prefix]:
+    """One clean pass: the :class:`Prefix` of every layer in ``layers`` (layer 0 needs none)."""
+    want = sorted({int(l) for l in layers if int(l) > 0})
+    a = handle.adapter
+    saved = {}
+    with torch.inference_mode():
+        with handle.nn.trace(prepare_inputs(batch)):
+            for l in want:
+                saved[l] = _envoy(handle, a.module_path("block", l - 1)).output.save()
+    out = {}
+    for l, v in saved.items():
+        if not isinstance(v, torch.Tensor):  # pragma: no cover - transformers 5 blocks return tensors
+            raise InterventionError(f"block {l - 1} of {a.family} returns {type(v).__name__}, not a tensor; "
+                                    "the shared-prefix sweep needs tensor block outputs")
+        out[l] = Prefix(l, v.detach().clone())
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # positions
 
@@ -282,7 +311,8 @@ def token_losses(logits: Float[Tensor, "rows seq vocab"], input_ids: Int[Tensor,
 def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any], *,
                    reference: Batch | None = None, source: Batch | None = None,
                    reduce: str | Reducer = "logits", max_rows: int | None = None,
-                   check_nan: bool = True) -> torch.Tensor:
+                   check_nan: bool = True, prefix: Prefix | None = None,
+                   captured: dict[str, dict] | None = None) -> torch.Tensor:
     """Run K conditions on one batch in batched traced forward passes; stack results ``[K, B, ...]``.
 
     Args:
@@ -298,6 +328,11 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
             ``f(logits_chunk, rows_slice) -> tensor`` applied per chunk of rows (rows index into the
             repeated ``K*B`` batch; row r is condition ``r // B``, item ``r % B``).
         max_rows: rows per forward pass (default: as many as keep a chunk's logits near 64 MB).
+        prefix: a :class:`Prefix` of this batch (from :func:`capture_residual`): blocks below
+            ``prefix.layer`` are skipped and its clean hidden state enters that block. Every
+            condition must touch only layers >= ``prefix.layer``.
+        captured: activations already captured for mean / resample / patch operators (as built
+            by :func:`capture_operator_inputs`), so a sweep of many calls captures them once.
 
     Returns:
         A tensor whose first two dims are (condition, item).
@@ -312,7 +347,56 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
     a = handle.adapter
     K = len(conds)
 
-    # Clean activations needed by mean / resample / patch operators: one capture pass each.
+    if prefix is not None:
+        low = [c.name for c in conds for iv in c.interventions if min(iv.heads.layers()) < prefix.layer]
+        if low:
+            raise InterventionError(f"conditions {low} touch layers below the shared prefix's layer "
+                                    f"{prefix.layer}; their effect would be skipped")
+        if tuple(prefix.hidden.shape[:2]) != (B, T):
+            raise InterventionError(f"prefix hidden state has shape {tuple(prefix.hidden.shape)}; the batch is "
+                                    f"[{B}, {T}] (capture it with capture_residual on the same batch)")
+    acts = captured if captured is not None else capture_operator_inputs(
+        handle, batch, conds, reference=reference, source=source)
+
+    plan = plan_writes(batch, conds, acts)
+    last = last_positions(batch["attention_mask"])
+    ids = batch["input_ids"].repeat(K, 1)
+    am = batch["attention_mask"].repeat(K, 1)
+    V = a.vocab_size
+    if max_rows is None:
+        # ~64 MB of logits per pass: bigger chunks only add memory traffic on a CPU
+        max_rows = max(1, min(K * B, int(2**24 // max(1, T * V))))
+    outs = []
+    for start in range(0, K * B, max_rows):
+        rows = slice(start, min(K * B, start + max_rows))
+        chunk = prepare_inputs({"input_ids": ids[rows], "attention_mask": am[rows]})
+        n = rows.stop - rows.start
+        todo = _chunk_writes(plan, B, rows)  # only the layers this chunk's conditions touch
+        with torch.inference_mode():
+            with handle.nn.trace(chunk):
+                if prefix is not None and prefix.layer > 0:
+                    h0 = prefix.hidden[torch.arange(rows.start, rows.stop) % B]
+                    for i in range(prefix.layer):  # skipped: only block layer-1's output is read
+                        _envoy(handle, a.module_path("block", i)).skip(h0)
+                for l, writes in todo:
+                    x = _envoy(handle, a.module_path("o_proj", l)).input
+                    _apply_writes(x.view(n, T, a.n_heads, a.head_dim), writes, rows, B, last)
+                logits = handle.nn.output.logits.save()
+        red = _reduce(reduce, logits, chunk, rows)
+        if check_nan and red.is_floating_point() and not _sum_is_finite(red):
+            # NaN/inf anywhere upstream reaches the reduced output, so checking it is enough (and cheap)
+            check_finite(red, f"model outputs under conditions {[c.name for c in conds]}")
+        outs.append(red)
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
+    return out.view(K, B, *out.shape[1:])
+
+
+
+def capture_operator_inputs(handle: ModelHandle, batch: Batch, conditions: Sequence[Any], *,
+                            reference: Batch | None = None, source: Batch | None = None) -> dict[str, dict]:
+    """The clean head outputs that mean / resample / patch operators of ``conditions`` read (one
+    capture pass per source batch, only the layers they touch)."""
+    conds = [Condition.coerce(c) for c in conditions]
     need: dict[str, set[int]] = {}
     for c in conds:
         for iv in c.interventions:
@@ -335,34 +419,7 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
         b = srcs[key]
         b = {"input_ids": b["input_ids"], "attention_mask": b.get("attention_mask", torch.ones_like(b["input_ids"]))}
         acts[key] = {"acts": capture_head_outputs(handle, b, layers), "mask": b["attention_mask"]}
-
-    plan = plan_writes(batch, conds, acts)
-    last = last_positions(batch["attention_mask"])
-    ids = batch["input_ids"].repeat(K, 1)
-    am = batch["attention_mask"].repeat(K, 1)
-    V = a.vocab_size
-    if max_rows is None:
-        # ~64 MB of logits per pass: bigger chunks only add memory traffic on a CPU
-        max_rows = max(1, min(K * B, int(2**24 // max(1, T * V))))
-    outs = []
-    for start in range(0, K * B, max_rows):
-        rows = slice(start, min(K * B, start + max_rows))
-        chunk = prepare_inputs({"input_ids": ids[rows], "attention_mask": am[rows]})
-        n = rows.stop - rows.start
-        todo = _chunk_writes(plan, B, rows)  # only the layers this chunk's conditions touch
-        with torch.inference_mode():
-            with handle.nn.trace(chunk):
-                for l, writes in todo:
-                    x = _envoy(handle, a.module_path("o_proj", l)).input
-                    _apply_writes(x.view(n, T, a.n_heads, a.head_dim), writes, rows, B, last)
-                logits = handle.nn.output.logits.save()
-        red = _reduce(reduce, logits, chunk, rows)
-        if check_nan and red.is_floating_point() and not _sum_is_finite(red):
-            # NaN/inf anywhere upstream reaches the reduced output, so checking it is enough (and cheap)
-            check_finite(red, f"model outputs under conditions {[c.name for c in conds]}")
-        outs.append(red)
-    out = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
-    return out.view(K, B, *out.shape[1:])
+    return acts
 
 
 def _sum_is_finite(t: torch.Tensor) -> bool:
