@@ -26,57 +26,10 @@ import numpy as np
 import torch
 
 
-def _random_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
+def bench_vectorised_vs_literal() -> None:
+    from ablate.scores.benchmark import run
 
-    from ablate.model.handle import ModelHandle
-    from ablate.testing.tiny import tiny_tokenizer
-
-    cfg = LlamaConfig(vocab_size=8192, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
-                      num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=128,
-                      tie_word_embeddings=False)
-    cfg._attn_implementation = "eager"
-    torch.manual_seed(0)
-    m = LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():  # sharpen attention so the gate passes on a realistic share of positions
-        for layer in m.model.layers:
-            layer.self_attn.q_proj.weight.mul_(8.0)
-            layer.self_attn.k_proj.weight.mul_(8.0)
-    tok = tiny_tokenizer()
-    return ModelHandle.from_hf(m, tok, locator="random-llama-9M")
-
-
-def bench_vectorised_vs_literal(n_sentences: int = 32, length: int = 24) -> None:
-    from ablate.scores.relation_index import relation_index
-    from ablate.testing.literal_ri import relation_index_literal
-    from ablate.triplets.relations import Triplet, with_reverse
-
-    h = _random_llama()
-    n_params = sum(p.numel() for p in h.hf.parameters())
-    rng = np.random.default_rng(0)
-    trips = []
-    zipf = 1.0 / np.arange(1, 8189) ** 1.1  # Zipf-distributed tokens: words repeat as in real text
-    zipf /= zipf.sum()
-    for _ in range(n_sentences):
-        toks = tuple(int(x) for x in [2] + list(4 + rng.choice(8188, length - 1, p=zipf)))
-        for _ in range(2):
-            s, o = rng.choice(np.arange(1, length), 2, replace=False)
-            trips.append(Triplet(toks, (int(s),), (int(o),), "r"))
-    trips = with_reverse(trips)
-    relation_index(h, trips[:4], tau=None)  # warm-up
-    t0 = time.perf_counter()
-    res = relation_index(h, trips, tau=None, nulls=("baseline",))
-    t_vec = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    s_ri, c_ri, _ = relation_index_literal(h, trips, tau=None)
-    s_b, c_b, _ = relation_index_literal(h, trips, tau=None, score="baseline")
-    t_lit = time.perf_counter() - t0
-    diff = max(np.abs(res.sums["relation_index"].numpy() - s_ri).max(), np.abs(res.sums["baseline"].numpy() - s_b).max())
-    same = (res.counts["relation_index"].numpy() == c_ri).all() and (res.counts["baseline"].numpy() == c_b).all()
-    print(f"[1] random Llama {n_params / 1e6:.1f}M params, {len(trips)} triplets on {n_sentences} sentences x "
-          f"{length} tokens, {int(c_ri.sum() + c_b.sum())} gated events")
-    print(f"    vectorised {t_vec:.2f} s | literal {t_lit:.2f} s | ratio literal/vectorised = {t_lit / t_vec:.1f}x "
-          f"| max |diff| = {diff:.2e} (float32 vectorised vs float64 literal) | same events: {same}")
+    run()
 
 
 def bench_smollm(n_sentences: int) -> None:

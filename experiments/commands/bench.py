@@ -12,6 +12,7 @@ BENCHES: dict[str, str] = {
     "interventions": "ablate.intervene.benchmark:run",
     "prefix": "ablate.intervene.benchmark:run_prefix",
     "atp": "ablate.intervene.benchmark:run_atp",
+    "relation-index": "ablate.scores.benchmark:run",
 }
 
 
