@@ -13,7 +13,7 @@ import click
 #: subcommand -> "module:attribute" of its click command, in the order of a typical workflow.
 COMMANDS: dict[str, tuple[str, str]] = {
     name: (f"experiments.commands.{name}", f"{name}_command")
-    for name in ("demo", "train", "scan", "icl", "run", "status", "stats", "figures", "info", "bench")
+    for name in ("demo", "train", "scan", "icl", "run", "status", "stats", "figures", "screen", "info", "bench")
 }
 
 
