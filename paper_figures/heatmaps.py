@@ -3,7 +3,7 @@
 Input: the tidy ``head_scores`` table (producer :mod:`ablate.scores.scan`), one row per
 (step, score, relation, direction, layer, head) with ``value`` and ``n_events``:
 
-* ``score == "relation_index"`` rows give RI_h(r) (PAPER.md section 2);
+* ``score == "relation_index"`` rows give RI_h(r) (docs/science.md §2);
 * ``score == "baseline"`` rows give the same computation with every tail replaced by a fake tail.
   They are matched to the RI panel by relation and direction when those columns are filled, else
   one pooled baseline is used for every panel;

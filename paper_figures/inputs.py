@@ -1,6 +1,6 @@
 """Reading a run's tables for plotting, and the small shape fixes every figure needs.
 
-Inputs are the tidy tables of a run folder (DESIGN.md "Result store"); optional columns may be
+Inputs are the tidy tables of a run folder (docs/architecture.md); optional columns may be
 missing, and these helpers fill or skip them instead of failing:
 
 * :func:`read_table` -- ``RUN/<name>.parquet`` (or ``.csv``), ``None`` when absent;

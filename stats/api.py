@@ -1,6 +1,6 @@
 """One call from the results table to significance tables: :func:`analyze` and :func:`run_stats`.
 
-Pipeline (DESIGN.md "Measurement conventions"; input contract in :mod:`stats.drops`):
+Pipeline (docs/statistics.md; input contract in :mod:`stats.drops`):
 
 1. normalised drops per item and ability, task x checkpoint normalisers, pre-registered exclusion
    of absent abilities (:func:`stats.drops.normalised_drops`);

@@ -1,6 +1,6 @@
 """Contrasts between abilities: paired sign-flip tests, the intersection-union test, empirical p.
 
-The primary hypothesis (DESIGN.md) is "PD drops more than LR **and** more than FC". As an
+The primary hypothesis (docs/statistics.md) is "PD drops more than LR **and** more than FC". As an
 intersection-union test (IUT; Berger 1982) it rejects H0 = H0_LR union H0_FC only when both
 
     H0_LR: E[d_PD - d_LR] <= 0      and      H0_FC: E[d_PD - d_FC] <= 0

@@ -28,7 +28,7 @@ A tidy :class:`pandas.DataFrame` ``results`` with one row per
 Metrics that are not measured for a row are NaN (e.g. ``fc``/``pd`` on ``lr_docs`` rows, ``lr`` on
 prompt tasks when LR is measured on documents). Column names can be remapped with :class:`Columns`.
 
-Normalised drop (DESIGN.md, "Measurement conventions")
+Normalised drop (docs/statistics.md)
 -----------------------------------------------------
 For item i of task t at checkpoint c, ability a, ablation condition k::
 

@@ -1,6 +1,6 @@
 """Emergence over checkpoints: when does each curve rise, which rises first, do they co-vary?
 
-DESIGN.md: never correlate raw levels (both trend with training). This module
+docs/science.md §6: never correlate raw levels (both trend with training). This module
 
 * dates emergence by a fitted sigmoid in x = log10(tokens seen)::
 

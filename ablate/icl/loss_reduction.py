@@ -1,6 +1,6 @@
 """Loss reduction (LR): the loss on later tokens of a document falls as context accumulates.
 
-Per document and per intervention condition (PAPER.md section 5)::
+Per document and per intervention condition (docs/science.md §5)::
 
     loss_early = mean loss over tokens [0, 50)       loss_mid  = mean over [50, 100)
     loss_late  = mean loss over tokens [450, 500)

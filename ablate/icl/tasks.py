@@ -1,4 +1,4 @@
-"""Few-shot in-context-learning tasks (PAPER.md section 5) and their prompt items.
+"""Few-shot in-context-learning tasks (docs/science.md §5) and their prompt items.
 
 Every prompt is a list of demonstration lines ``"word1, word2: label"`` followed by the query line
 ``"wordA, wordB:"``, joined by newlines (no trailing space, no trailing newline)::

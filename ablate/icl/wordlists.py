@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
 
 __all__ = ["CATEGORIES", "PLURALS", "split_words", "all_words", "category_of"]
 
@@ -125,7 +124,7 @@ def _order_key(category: str, word: str) -> str:
     return hashlib.sha256(f"{category}/{word}".encode("utf-8")).hexdigest()
 
 
-def split_words(category: str, part: Literal["train", "heldout", "all"] = "train") -> tuple[str, ...]:
+def split_words(category: str, part: str = "train") -> tuple[str, ...]:
     """Return the deterministic train or held-out words of one category.
 
     Words are sorted by ``sha256(f"{category}/{word}")``; positions 2, 5, 8, ... (every third,
@@ -159,7 +158,7 @@ def split_words(category: str, part: Literal["train", "heldout", "all"] = "train
     return tuple(w for w in words if w not in heldout)
 
 
-def all_words(part: Literal["train", "heldout", "all"] = "all") -> tuple[str, ...]:
+def all_words(part: str = "all") -> tuple[str, ...]:
     """All words of all categories for one part, category by category (duplicates removed)."""
     out: list[str] = []
     for cat in CATEGORIES:

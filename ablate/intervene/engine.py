@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Sequence, Union
 
 import torch
+from jaxtyping import Bool, Float, Int, Shaped
+from torch import Tensor
 
 from ablate.model.errors import InterventionError, PositionError
 from ablate.model.adapters import module_at
@@ -35,7 +37,8 @@ def _envoy(handle: ModelHandle, path: str):
     return module_at(handle.nn, path)
 
 
-def capture_head_outputs(handle: ModelHandle, batch: Batch, layers: Iterable[int]) -> dict[int, torch.Tensor]:
+def capture_head_outputs(handle: ModelHandle, batch: Batch, layers: Iterable[int]
+                         ) -> dict[int, Float[Tensor, "batch seq n_heads d_head"]]:
     """Per-head outputs ``{layer: [batch, seq, n_heads, d_head]}`` (the o_proj input, split by head)."""
     layers = sorted(set(int(l) for l in layers))
     a = handle.adapter
@@ -52,14 +55,14 @@ def capture_head_outputs(handle: ModelHandle, batch: Batch, layers: Iterable[int
 # positions
 
 
-def last_positions(mask: torch.Tensor) -> torch.Tensor:
+def last_positions(mask: Shaped[Tensor, "batch seq"]) -> Int[Tensor, "batch"]:
     """Index of the last real token of each row ``[batch]`` (works for left and right padding)."""
     T = mask.shape[1]
     idx = torch.arange(T, device=mask.device).expand_as(mask)
     return torch.where(mask.bool(), idx, torch.full_like(idx, -1)).max(dim=1).values
 
 
-def position_mask(spec: PositionSpec, mask: torch.Tensor) -> torch.Tensor:
+def position_mask(spec: PositionSpec, mask: Shaped[Tensor, "batch seq"]) -> Bool[Tensor, "batch seq"]:
     """Boolean ``[batch, seq]`` of the positions an intervention acts on."""
     B, T = mask.shape
     out = torch.zeros((B, T), dtype=torch.bool, device=mask.device)
@@ -269,7 +272,8 @@ def _validate(handle: ModelHandle, conditions: Sequence[Condition], T: int) -> N
 Reducer = Callable[[torch.Tensor, slice], torch.Tensor]
 
 
-def token_losses(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+def token_losses(logits: Float[Tensor, "rows seq vocab"], input_ids: Int[Tensor, "rows seq"]
+                 ) -> Float[Tensor, "rows seq-1"]:
     """Next-token cross-entropy ``[rows, seq-1]``: loss of predicting token t+1 from position t."""
     lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     return -lp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)

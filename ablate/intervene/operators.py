@@ -24,7 +24,7 @@ all read it; :func:`make_operator` is the one constructor from a name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Sequence, Union
 
 from ablate.model.errors import InterventionError, PositionError
 from ablate.model.heads import HeadSet
@@ -47,8 +47,8 @@ def _norm_positions(p: Any) -> PositionSpec:
 class Intervention:
     """Base class: a head set and the positions to act on. Serialisable via :meth:`to_dict`."""
 
-    heads: HeadSet
-    positions: PositionSpec = "all"
+    heads: HeadSet | str  # a HeadSet after construction ("L3H5,L4H0" strings are parsed)
+    positions: PositionSpec | Sequence[int] = "all"  # normalised to "all" / "last" / a tuple of ints
     kind: ClassVar[str] = "base"
     #: True for operators that remove the head's output (zero / mean / resample), False for patching
     ablation: ClassVar[bool] = True
@@ -124,7 +124,7 @@ OPERATORS: dict[str, type[Intervention]] = {c.kind: c for c in (ZeroAblate, Mean
 ABLATIONS: tuple[str, ...] = tuple(k for k, c in OPERATORS.items() if c.ablation)
 
 
-def make_operator(name: str, heads: HeadSet | str, positions: PositionSpec = "all", *, seed: int = 0) -> Intervention:
+def make_operator(name: str, heads: HeadSet | str, positions: PositionSpec | Sequence[int] = "all", *, seed: int = 0) -> Intervention:
     """The operator called ``name`` on ``heads`` at ``positions`` (``seed`` is used by resampling only).
 
     Raises:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from ablate.model.errors import UnknownArchitectureError
 
@@ -185,12 +187,12 @@ class ArchAdapter:
 
     # ---- weights -------------------------------------------------------------------------
     @property
-    def W_E(self) -> torch.Tensor:
+    def W_E(self) -> Float[Tensor, "vocab d_model"]:
         """Token embedding ``[vocab, d_model]``."""
         return self.embed().weight
 
     @property
-    def W_U(self) -> torch.Tensor:
+    def W_U(self) -> Float[Tensor, "d_model vocab"]:
         """Unembedding ``[d_model, vocab]`` (transpose of the LM head's weight)."""
         return self.unembed().weight.T
 
@@ -198,7 +200,7 @@ class ArchAdapter:
     def b_U(self) -> torch.Tensor | None:
         return getattr(self.unembed(), "bias", None)
 
-    def W_V(self, layer: int) -> torch.Tensor:
+    def W_V(self, layer: int) -> Float[Tensor, "n_heads d_model d_head"]:
         """Per-head value weights ``[n_heads, d_model, d_head]`` (GQA heads share their KV head)."""
         attn = self.attn(layer)
         H, D, dh = self.n_heads, self.d_model, self.head_dim
@@ -216,7 +218,7 @@ class ArchAdapter:
             return w[idx]
         raise UnknownArchitectureError(f"unknown value layout {layout!r} for family {self.family}")
 
-    def b_V(self, layer: int) -> torch.Tensor:
+    def b_V(self, layer: int) -> Float[Tensor, "n_heads d_head"]:
         """Per-head value biases ``[n_heads, d_head]`` (zeros when the family has none)."""
         attn = self.attn(layer)
         H, D, dh = self.n_heads, self.d_model, self.head_dim
@@ -235,7 +237,7 @@ class ArchAdapter:
         b = b.reshape(self.n_kv_heads, dh)
         return b[torch.tensor([self.kv_head(h) for h in range(H)])]
 
-    def W_O(self, layer: int) -> torch.Tensor:
+    def W_O(self, layer: int) -> Float[Tensor, "n_heads d_head d_model"]:
         """Per-head output weights ``[n_heads, d_head, d_model]``."""
         o = self.o_proj(layer)
         H, dh = self.n_heads, self.head_dim
@@ -245,7 +247,7 @@ class ArchAdapter:
             w = o.weight.T  # Linear [out, in] -> [in, out]
         return w.reshape(H, dh, -1)
 
-    def b_O(self, layer: int) -> torch.Tensor:
+    def b_O(self, layer: int) -> Float[Tensor, "d_model"]:
         """Output-projection bias ``[d_model]`` (zeros when absent)."""
         o = self.o_proj(layer)
         b = getattr(o, "bias", None)

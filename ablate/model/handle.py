@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jaxtyping import Shaped
+from torch import Tensor
 
 from ablate.model.adapters import ArchAdapter
 from ablate.model.errors import ModelLoadError, NumericalError
@@ -166,7 +168,7 @@ def prepare_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def check_finite(t: torch.Tensor, what: str) -> None:
+def check_finite(t: Shaped[Tensor, "..."], what: str) -> None:
     if not torch.isfinite(t).all():
         n = (~torch.isfinite(t)).sum().item()
         raise NumericalError(

@@ -1,4 +1,4 @@
-"""Companion head scores (PAPER.md section 4): copying score and prefix-matching score.
+"""Companion head scores (docs/science.md §4): copying score and prefix-matching score.
 
 Both run on seeded random sequences of distinct mid-frequency tokens with a BOS token.
 
@@ -35,6 +35,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from jaxtyping import Int
+from torch import Tensor
 
 from ablate.model.errors import AblateError
 from ablate.scores.relation_index import OVConfig, ov_context_probs
@@ -86,7 +88,7 @@ def token_pool(handle: Any, *, low: float = 0.1, high: float = 0.5, small_vocab:
 
 
 def random_sequences(handle: Any, n: int, length: int, *, repeats: int = 1, seed: int = 0,
-                     pool: Sequence[int] | None = None, bos: bool = True) -> torch.Tensor:
+                     pool: Sequence[int] | None = None, bos: bool = True) -> Int[Tensor, "n seq"]:
     """``n`` seeded sequences of ``length`` distinct pool tokens, repeated, after BOS.
 
     Returns:

@@ -1,4 +1,4 @@
-"""The relation index (RI) of every attention head, exactly as PAPER.md section 2, vectorised.
+"""The relation index (RI) of every attention head, exactly as docs/science.md §2, vectorised.
 
 For a triplet T = (t_s, r, t_o) in a sentence t_0..t_{n-1}, every head h and every current
 position j >= j_min (= max(s, o); see :mod:`ablate.triplets.relations` for multi-token words):
@@ -49,6 +49,8 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
 
 from ablate.model.errors import AblateError
 from ablate.triplets.relations import NoTripletsError, Triplet, TripletError
@@ -100,8 +102,8 @@ def _norm_module(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module
     return copy.deepcopy(module).to(dtype)
 
 
-def ov_input(handle: Any, layer: int, token_ids: torch.Tensor, ov: OVConfig,
-             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def ov_input(handle: Any, layer: int, token_ids: Int[Tensor, "n"], ov: OVConfig,
+             dtype: torch.dtype = torch.float32) -> Float[Tensor, "n d_model"]:
     """x for the OV circuit: ``W_E[token_ids]``, normed by layer ``layer``'s ``ln_attn`` if asked.
 
     Returns:
@@ -115,9 +117,10 @@ def ov_input(handle: Any, layer: int, token_ids: torch.Tensor, ov: OVConfig,
 
 
 @torch.inference_mode()
-def ov_context_probs(handle: Any, layer: int, rows: torch.Tensor, cols: torch.Tensor, ov: OVConfig,
-                     *, dtype: torch.dtype = torch.float32, max_chunk_bytes: int = 256 << 20,
-                     row_mask: torch.Tensor | None = None) -> torch.Tensor:
+def ov_context_probs(handle: Any, layer: int, rows: Int[Tensor, "n_rows"], cols: Int[Tensor, "n_cols"],
+                     ov: OVConfig, *, dtype: torch.dtype = torch.float32, max_chunk_bytes: int = 256 << 20,
+                     row_mask: Bool[Tensor, "n_rows n_heads"] | None = None
+                     ) -> Float[Tensor, "n_rows n_heads n_cols"]:
     """OV probabilities of every head, for source tokens ``rows``, read at tokens ``cols``.
 
     ``P[i, h, c] = softmax_vocab(x_{rows[i]} W_V^h W_O^h W_U)[cols[c]]`` (with the options of
@@ -182,7 +185,7 @@ def ov_context_probs(handle: Any, layer: int, rows: torch.Tensor, cols: torch.Te
     return out
 
 
-def attention_stats(attn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def attention_stats(attn: Float[Tensor, "*batch q k"]) -> tuple[Int[Tensor, "*batch q"], Float[Tensor, "*batch q"]]:
     """Argmax and dominance ratio of attention rows.
 
     Args:
@@ -233,7 +236,7 @@ class RelationIndexResult:
                              and (direction is None or t.direction == direction) for t in self.triplets])
 
     def ri(self, relation: str | None = None, direction: str | None = "forward",
-           score: str = SCORE_RI) -> torch.Tensor:
+           score: str = SCORE_RI) -> Float[Tensor, "layers heads"]:
         """RI_h(r) ``[L, H]``: mean of a over all events of the group (NaN where none)."""
         m = self._group_mask(relation, direction)
         s = self.sums[score][m].sum(0)
@@ -241,11 +244,11 @@ class RelationIndexResult:
         return torch.where(c > 0, s / c.clamp(min=1), torch.full_like(s, float("nan")))
 
     def n_events(self, relation: str | None = None, direction: str | None = "forward",
-                 score: str = SCORE_RI) -> torch.Tensor:
+                 score: str = SCORE_RI) -> Int[Tensor, "layers heads"]:
         """Number of gated (triplet, j) events per head ``[L, H]``."""
         return self.counts[score][self._group_mask(relation, direction)].sum(0)
 
-    def per_triplet(self, score: str = SCORE_RI) -> torch.Tensor:
+    def per_triplet(self, score: str = SCORE_RI) -> Float[Tensor, "triplets layers heads"]:
         """E_j[a] per triplet and head ``[K, L, H]`` (NaN where the triplet had no event)."""
         s, c = self.sums[score], self.counts[score]
         return torch.where(c > 0, s / c.clamp(min=1), torch.full_like(s, float("nan")))
@@ -333,7 +336,7 @@ def relation_index(handle: Any, triplets: Sequence[Triplet], *, tau: float | Non
                    layers: Sequence[int] | None = None, batch_size: int = 16,
                    precision: torch.dtype = torch.float32, seed: int = 0, progress: bool = False
                    ) -> RelationIndexResult:
-    """Relation index of every head of ``layers`` on ``triplets`` (PAPER.md section 2).
+    """Relation index of every head of ``layers`` on ``triplets`` (docs/science.md §2).
 
     Args:
         handle: a :class:`~ablate.model.handle.ModelHandle` with eager attention.

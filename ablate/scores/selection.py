@@ -1,4 +1,4 @@
-"""Semantic-induction-head (SIH) selection by an explicit, reported rule (PAPER.md section 2).
+"""Semantic-induction-head (SIH) selection by an explicit, reported rule (docs/science.md §2).
 
 The paper calls heads with "salient" RI semantic induction heads without a cut-off. Two rules:
 

@@ -1,6 +1,6 @@
 """A slow, literal, per-position relation index: the oracle for :mod:`ablate.scores.relation_index`.
 
-Written straight from PAPER.md section 2 with Python loops, one (triplet, layer, head, j) at a
+Written straight from docs/science.md §2 with Python loops, one (triplet, layer, head, j) at a
 time, one unpadded forward pass per triplet, and the OV circuit applied unfactored
 (``((x W_V^h) W_O^h) W_U``). It shares no code with the vectorised implementation except the
 model's own modules (the norm applied to x when ``OVConfig.x == "normed"``, the final norm when

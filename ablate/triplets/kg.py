@@ -1,4 +1,4 @@
-"""Knowledge-graph relation triplets (PAPER.md section 3): AGENDA, WordNet, generic TSV, built-in.
+"""Knowledge-graph relation triplets (docs/science.md §3): AGENDA, WordNet, generic TSV, built-in.
 
 All loaders return tokenizer-independent :class:`~ablate.triplets.relations.WordTriplet` lists (character
 spans); :func:`~ablate.triplets.relations.align_triplets` maps them onto a model tokenizer (same

@@ -1,12 +1,12 @@
 """Relation triplets T = (t_s, r, t_o) located in a tokenised sentence, and their alignment.
 
-A :class:`Triplet` is what the relation index (PAPER.md section 2) scores: a sentence as model
+A :class:`Triplet` is what the relation index (docs/science.md §2) scores: a sentence as model
 token ids, the *head* word (the token(s) a semantic induction head should attend to) and the
 *tail* word (the token whose probability the head's OV circuit should raise), the relation name
 and the direction (``"forward"``: head = syntactic / KG head, tail = dependent / KG tail;
 ``"reverse"``: T~ = (t_o, r, t_s)).
 
-Multi-token words (a rule PAPER.md leaves open; this project's rule, used everywhere):
+Multi-token words (a rule the paper leaves open; docs/science.md §2; this project's rule, used everywhere):
 
 * **tail** = the FIRST sub-token of the tail word (``o = tail_span[0]``): its token id is the
   t_o whose probability is read;

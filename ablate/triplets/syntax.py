@@ -1,4 +1,4 @@
-"""Syntactic relation triplets from spaCy dependency parses (PAPER.md section 3).
+"""Syntactic relation triplets from spaCy dependency parses (docs/science.md §3).
 
 Three relation types, head token = syntactic head, tail = dependent:
 
