@@ -299,6 +299,15 @@ def dependencies(key: CellKey, spec: "Spec", final_step: int) -> list[CellKey]:
     return []
 
 
+def input_steps(key: CellKey, spec: "Spec", final_step: int) -> list[int]:
+    """The checkpoints whose weights ``key``'s rows depend on: its own, and those its dependencies read
+    (the final checkpoint, when every step ablates the final SIHs). For content-keyed cells."""
+    out = [key.step]
+    for dep in dependencies(key, spec, final_step):
+        out += [s for s in input_steps(dep, spec, final_step) if s not in out]
+    return out
+
+
 def run_cell(ctx: CellContext, key: CellKey) -> pd.DataFrame:
     """Compute one cell's rows."""
     return CELLS[key.kind](ctx, key)

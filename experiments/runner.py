@@ -53,6 +53,17 @@ class Plan:
     grid: list[CellKey]
     series_root: str | None = None
 
+    @property
+    def keys(self) -> list[str]:
+        """The grid as the stable strings the store and the manifest use."""
+        return [str(k) for k in self.grid]
+
+    def input_steps(self, key: CellKey) -> list[int]:
+        """The checkpoints a cell's rows depend on (:func:`experiments.cells.input_steps`)."""
+        from experiments.cells import input_steps
+
+        return input_steps(key, self.spec, self.steps[-1])
+
 
 @dataclass(frozen=True)
 class Checkpoints:
@@ -199,14 +210,14 @@ def open_store(plan: Plan, out: str | Path, *, new: bool = False) -> tuple[RunSt
                                    "folder or pass --new") from e
         except RunMismatchError as e:
             raise RunMismatchError(str(e).replace("this run folder", str(out))) from None
-        grid = list(old.get("grid", [])) + [str(k) for k in plan.grid if str(k) not in set(old.get("grid", []))]
+        grid = list(old.get("grid", [])) + [k for k in plan.keys if k not in set(old.get("grid", []))]
         tasks = list(dict.fromkeys(list(old.get("tasks", [])) + plan.tasks))
         extra = {"steps": steps, "tasks": tasks, "series_root": plan.series_root}
         if merged.hash() != old.get("spec_hash") or grid != old.get("grid"):
             store.extend_manifest(merged.to_dict(), merged.hash(), grid, extra)
         store = RunStore.open(out, merged.to_dict(), merged.hash(), grid, extra=extra)
         return store, [CellKey.parse(k) for k in grid]
-    store = RunStore.open(out, spec.to_dict(), spec.hash(), [str(k) for k in plan.grid], new=new, extra=extra)
+    store = RunStore.open(out, spec.to_dict(), spec.hash(), plan.keys, new=new, extra=extra)
     return store, list(plan.grid)
 
 
