@@ -99,7 +99,7 @@ def test_parts_follow_the_sections():
     assert not spec_from_dict(d).needs_scores
     # a spec survives its own dict (the manifest form)
     s = load_spec("sih_ablation")
-    assert spec_from_dict(s.to_dict(), s.source) == s and s.scores.n_sentences == 80
+    assert spec_from_dict(s.to_dict(), s.source) == s and s.scores.n_sentences is None  # = `ablate scan`
 
 
 def test_cell_keys_are_typed_and_round_trip():
@@ -117,3 +117,12 @@ def test_cell_keys_are_typed_and_round_trip():
                 lambda: CellKey("heatmap", 1), lambda: CellKey.parse("icl/step=x")):
         with pytest.raises(AblateError):
             bad()
+
+
+def test_plain_scan_and_the_shipped_sih_ablation_share_their_scores():
+    """README's study: `ablate scan` (defaults) then `ablate run sih_ablation` into one folder."""
+    from experiments.commands.scan import scan_spec
+
+    scan = scan_spec(series="runs/x", seed=0, sentences=None, n_sentences=None, tau=2.2, tau_percentile=None)
+    run = load_spec("sih_ablation")
+    assert scan.scores == run.scores and scan.seed == run.seed
