@@ -156,20 +156,52 @@ def pretrained_folder(kind: str, tokenizer_from: Path | None = None) -> Path:
     return out
 
 
+def _scores(cfg: DemoConfig, part: str) -> dict:
+    """The demo's ``[scores]`` section: what the scan plots and what the ablation selects from."""
+    if part == "A":
+        return {"n_sentences": cfg.scan_sentences, "n_random": cfg.scan_random, "nulls": ["baseline"]}
+    return {"n_sentences": cfg.pt_sentences, "n_random": cfg.pt_random_sequences, "nulls": ["baseline"],
+            "batch_size": 8}
+
+
+def _source(series: str | None, model: str | None) -> dict:
+    return {"path": series} if series is not None else {"model": model}
+
+
+def _scan_spec(cfg: DemoConfig, *, series: str | None, model: str | None, part: str):
+    from experiments.spec import spec_from_dict
+
+    return spec_from_dict({"name": f"demo_{part}_{cfg.preset}", "series": {**_source(series, model), "steps": "all"},
+                           "scores": _scores(cfg, part)}, source=f"<demo {cfg.preset} part {part} scan>")
+
+
+def _levels_spec(cfg: DemoConfig, *, series: str | None, model: str | None, part: str):
+    from experiments.spec import spec_from_dict
+
+    if part == "A":
+        lv = {"tasks": "all" if cfg.icl_tasks is None else list(cfg.icl_tasks), "shots": list(cfg.icl_shots),
+              "n_items": cfg.icl_items}
+    else:
+        lv = {"tasks": list(cfg.pt_tasks), "shots": list(cfg.pt_shots), "n_items": cfg.pt_icl_items, "batch_size": 8}
+    return spec_from_dict({"name": f"demo_{part}_{cfg.preset}", "series": {**_source(series, model), "steps": "all"},
+                           "levels": lv}, source=f"<demo {cfg.preset} part {part} ICL levels>")
+
+
 def _spec(cfg: DemoConfig, *, series: str | None, model: str | None, part: str):
     from experiments.spec import load_spec, spec_from_dict
 
     base = load_spec("sih_ablation").to_dict()
+    base["scores"] = _scores(cfg, part)
     if part == "A":
         base["series"] = {"path": series, "steps": cfg.ablation_steps}
-        base["heads"].update(k=cfg.k, n_sentences=cfg.scan_sentences)
+        base["heads"].update(k=cfg.k)
         base["controls"] = {"random_sets": cfg.random_sets}
         base["operators"] = {"primary": cfg.ablation_ops[0], "robustness": list(cfg.ablation_ops[1:]), "patch": True}
         base["icl"].update(tasks=list(cfg.ablation_tasks), shots=list(cfg.ablation_shots), items=cfg.ablation_items,
                            lr_documents=cfg.lr_documents)
     else:
         base["series"] = {"model": model, "steps": "all"}
-        base["heads"].update(k=cfg.pt_k, n_sentences=cfg.pt_sentences)
+        base["heads"].update(k=cfg.pt_k)
         base["controls"] = {"random_sets": cfg.pt_random_sets}
         base["operators"] = {"primary": "mean", "robustness": [], "patch": False}
         base["icl"].update(tasks=list(cfg.pt_tasks), shots=list(cfg.pt_ablation_shots),
@@ -182,22 +214,26 @@ def _spec(cfg: DemoConfig, *, series: str | None, model: str | None, part: str):
     return spec_from_dict(base, source=f"<demo {cfg.preset} part {part}>")
 
 
-def _part_a(cfg: DemoConfig, series: Path, run: Path, timer: Timer, progress: bool) -> None:
-    from ablate.icl.series import evaluate_series
-    from ablate.scores.scan import ScanConfig, scan_series
+def _run(spec, run: Path, progress: bool) -> None:
     from experiments.runner import run_spec
+
+    s = run_spec(spec, run, progress=progress)
+    click.echo(s.line(), err=True)
+    if s.cells_failed:
+        raise click.ClickException(f"{s.cells_failed} cell(s) of {spec.source} failed: {s.failed}")
+
+
+def _part_a(cfg: DemoConfig, series: Path, run: Path, timer: Timer, progress: bool) -> None:
     from paper_figures.render import render_run
     from stats.api import run_stats
 
+    src = dict(series=str(series), model=None, part="A")
     with timer.stage("A2 scan heads at every checkpoint"):
-        scan_series(series, run, ScanConfig(n_sentences=cfg.scan_sentences, n_random=cfg.scan_random,
-                                            nulls=["baseline"]), progress=progress)
+        _run(_scan_spec(cfg, **src), run, progress)
     with timer.stage("A3 ICL levels at every checkpoint"):
-        evaluate_series(series, run, tasks=cfg.icl_tasks, shots=cfg.icl_shots, n_items=cfg.icl_items,
-                        progress=progress)
+        _run(_levels_spec(cfg, **src), run, progress)
     with timer.stage("A4 sih_ablation over log-spaced checkpoints"):
-        s = run_spec(_spec(cfg, series=str(series), model=None, part="A"), run, progress=progress)
-        click.echo(s.line(), err=True)
+        _run(_spec(cfg, **src), run, progress)
     with timer.stage("A5 statistics"):
         run_stats(run)
     with timer.stage("A6 figures"):
@@ -205,9 +241,6 @@ def _part_a(cfg: DemoConfig, series: Path, run: Path, timer: Timer, progress: bo
 
 
 def _part_b(cfg: DemoConfig, series: Path | None, run: Path, timer: Timer, progress: bool) -> None:
-    from ablate.icl.series import evaluate_series
-    from ablate.scores.scan import ScanConfig, scan_series
-    from experiments.runner import run_spec
     from paper_figures.render import render_run
     from stats.api import run_stats
 
@@ -219,15 +252,13 @@ def _part_b(cfg: DemoConfig, series: Path | None, run: Path, timer: Timer, progr
             ser = CheckpointSeries.from_local(series)
             tok_from = ser.local_path(ser[len(ser) - 1])
         model = pretrained_folder(cfg.pretrained, tokenizer_from=tok_from)
+    src = dict(series=None, model=str(model), part="B")
     with timer.stage("B2 scan heads (SIHs on spaCy-parsed English)"):
-        scan_series(None, run, ScanConfig(n_sentences=cfg.pt_sentences, n_random=cfg.pt_random_sequences,
-                                          nulls=["baseline"], batch_size=8), model=model, progress=progress)
+        _run(_scan_spec(cfg, **src), run, progress)
     with timer.stage("B3 ICL levels"):
-        evaluate_series(None, run, model=model, tasks=cfg.pt_tasks, shots=cfg.pt_shots,
-                        n_items=cfg.pt_icl_items, batch_size=8, progress=progress)
+        _run(_levels_spec(cfg, **src), run, progress)
     with timer.stage("B4 ablate SIHs vs random vs induction heads"):
-        s = run_spec(_spec(cfg, series=None, model=str(model), part="B"), run, progress=progress)
-        click.echo(s.line(), err=True)
+        _run(_spec(cfg, **src), run, progress)
     with timer.stage("B5 statistics"):
         run_stats(run)
     with timer.stage("B6 figures"):

@@ -1,135 +1,173 @@
 """The ``heads/step=S`` cell: which heads a checkpoint's conditions ablate.
 
+The selection reads the ``scores/step=S`` cell of its own checkpoint (the rows ``ablate scan`` writes
+into ``head_scores.parquet``), so the heads ablated are the heads the heatmaps show, under the
+spec's ``[scores]`` settings (the one source of truth for both).
+
 Rows (one per head set): ``step, tokens_seen, role (target / induction / random), control_index
-(-1, or 0..R-1 for random sets), head_set, k, rule, details`` (JSON of the selection's parameters
+(-1, or the index of a random set), head_set, k, rule, details`` (JSON of the selection's parameters
 and the scores behind it, so the choice is reported, not hidden).
 
-* target: SIHs by the spec's rule (``topk`` by relation index above its fake-tail baseline, or
-  ``fdr``: RI significantly above its nulls, Benjamini-Hochberg) at this checkpoint or at the final
-  one (``heads.at``), or an explicit head set;
-* induction: the top-k heads by prefix-matching score among heads with a positive copying score;
-* random: R sets matched to the target in size and layer histogram, disjoint from it, seeded.
+Stages:
+
+* :func:`target_sets` -- SIHs by the spec's rule (``topk``: :func:`ablate.scores.selection.top_k_heads`
+  on the scores rows; ``fdr``: :func:`ablate.scores.selection.select_sihs`, RI significantly above its
+  nulls, Benjamini-Hochberg), at this checkpoint or the final one (``heads.at``); or every explicit
+  head set (each one tested, each with its own matched random sets);
+* :func:`induction_set` -- the top-k heads by prefix-matching score among heads with a positive
+  copying score (from the same scores rows);
+* :func:`random_sets` -- R sets matched to each target in size and layer histogram, disjoint from it,
+  seeded; the random sets of target ``i`` have control indices ``i*R .. i*R + R-1``.
 """
 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
-from ablate.scores.controls import matched_random_sets
 from ablate.model.heads import HeadSet
+from ablate.scores.controls import matched_random_sets
+
+COLUMNS = ["step", "tokens_seen", "role", "control_index", "head_set", "k", "rule", "details"]
 
 
-def induction_heads(handle, k: int, seed: int = 0) -> tuple[HeadSet, dict]:
-    """Top-k heads by prefix matching among heads whose copying score is positive."""
-    from ablate.scores.copying import copying_score, prefix_matching_score
+@dataclass(frozen=True)
+class TestedSet:
+    """One head set of a checkpoint's condition block (one row of the heads cell)."""
 
-    pm = prefix_matching_score(handle, seed=seed, n_sequences=16)
-    cp = copying_score(handle, seed=seed, n_sequences=16)
-    vals = pm.values.clone()
-    eligible = cp.values > 0
-    if eligible.sum() >= k:
-        vals[~eligible] = float("-inf")
-    H = vals.shape[1]
-    order = vals.flatten().argsort(descending=True)[:k]
-    heads = HeadSet((pm.layers[int(i) // H], int(i) % H) for i in order)
-    details = {"prefix_matching": {str(HeadSet([(pm.layers[int(i) // H], int(i) % H)])): round(float(pm.values.flatten()[i]), 4) for i in order},
-               "copying": {str(HeadSet([(pm.layers[int(i) // H], int(i) % H)])): round(float(cp.values.flatten()[i]), 4) for i in order}}
-    return heads, details
+    role: str                 # "target" / "induction" / "random"
+    control_index: int        # -1, or the random set's index
+    heads: HeadSet
+    rule: str = ""
+    details: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def condition_name(self) -> str:
+        return self.role if self.control_index < 0 else f"{self.role}{self.control_index}"
 
 
-@lru_cache(maxsize=8)
-def _word_triplets(n_sentences: int, relations: tuple[str, ...], seed: int):
-    """Parse the shipped sentences once per process (tokenizer-independent, reused across steps)."""
-    from ablate.triplets.syntax import load_sentences, parse_word_triplets
-
-    sents = load_sentences(None, n=n_sentences, seed=seed)
-    return tuple(parse_word_triplets(sents, relations=list(relations)))
+def tested_sets(rows: pd.DataFrame) -> tuple[TestedSet, ...]:
+    """The :class:`TestedSet` s of a finished heads cell, in row order."""
+    return tuple(TestedSet(r.role, int(r.control_index), HeadSet.parse(r.head_set), r.rule)
+                 for r in rows.itertuples())
 
 
-def sih_heads(handle, spec, seed: int = 0) -> tuple[HeadSet, dict]:
-    """SIHs of one checkpoint by the spec's rule.
+def step_scores(scores: pd.DataFrame, step: int) -> pd.DataFrame:
+    """The rows of one checkpoint in a scores table (``head_scores.parquet`` or a scores cell)."""
+    return scores[scores["step"] == step]
 
-    Relation index (tau = 2.2 gate, real attention patterns) on spaCy-parsed sentences for the
-    spec's relations, forward direction, with the fake-tail (``baseline``) null -- plus the
-    shuffled-tail null for the ``fdr`` rule.
 
-    * ``topk``: the k heads with the largest ``max_r [RI_h(r) - RI_h^baseline(r)]`` (RI above its
-      fake-tail baseline, best relation), among heads where that excess is positive and rests on at
-      least ``heads.min_events`` gated events.
-    * ``fdr``: :func:`ablate.scores.selection.select_sihs` (per-triplet Wilcoxon above every null,
-      Benjamini-Hochberg per relation, minimum effect), union over relations; if more than k heads
-      pass, the k with the largest effect are kept.
+# ---- stages ------------------------------------------------------------------------------------
+
+def _groups(spec, scores: pd.DataFrame) -> list[tuple[str, str]]:
+    have = set(zip(scores["relation"], scores["direction"]))
+    return [(r, d) for r in spec.scores.relations for d in spec.scores.directions if (r, d) in have]
+
+
+def sih_heads(spec, scores: pd.DataFrame, handle=None) -> tuple[HeadSet, str, dict]:
+    """SIHs of one checkpoint by ``spec.heads.rule`` from its scores rows.
+
+    * ``topk``: :func:`ablate.scores.selection.top_k_heads` -- the k heads with the largest
+      ``max_g [RI_h(g) - RI_h^baseline(g)]`` over the scored (relation, direction) groups, positive
+      only, with at least ``heads.min_events`` gated events.
+    * ``fdr``: :func:`ablate.scores.selection.select_sihs` (per-triplet Wilcoxon above every null of
+      ``scores.nulls``, Benjamini-Hochberg per group, minimum effect), union over groups; if more than
+      k heads pass, the k with the largest excess are kept. The per-triplet values are not in the
+      scores table, so this rule recomputes the relation index with the same ``[scores]`` settings
+      (:func:`ablate.scores.scan.relation_index_of`) on ``handle``.
     """
-    import numpy as np
-
-    from ablate.scores.relation_index import relation_index
-    from ablate.triplets.relations import align_triplets
-    from ablate.scores.selection import select_sihs
+    from ablate.scores.selection import select_sihs, top_k_heads
 
     h = spec.heads
-    words = _word_triplets(h.n_sentences, tuple(h.relations), seed)
-    triplets, report = align_triplets(list(words), handle.tokenizer, max_tokens=64, directions=("forward",))
-    nulls = ("baseline", "shuffled") if h.rule == "fdr" else ("baseline",)
-    res = relation_index(handle, triplets, tau=2.2, nulls=nulls, seed=seed)
-    rels = [r for r in h.relations if (r, "forward") in res.groups()]
-    excess = np.full((len(res.layers), res.n_heads), -np.inf)
-    per_rel = {}
-    for r in rels:
-        d = (res.ri(r, "forward") - res.ri(r, "forward", "baseline")).numpy()
-        enough = res.n_events(r, "forward").numpy() >= h.min_events  # RI from a handful of events is noise
-        d = np.where(enough, d, np.nan)
-        per_rel[r] = d
-        excess = np.fmax(excess, np.nan_to_num(d, nan=-np.inf))
-    details = {"n_triplets": len(triplets), "alignment": report.summary() if hasattr(report, "summary") else str(report),
-               "relations": rels, "tau": 2.2, "min_events": h.min_events}
+    groups = _groups(spec, scores)
+    top = top_k_heads(scores, h.k, groups=groups, null="baseline", min_events=h.min_events)
+    details = {"groups": [f"{r}/{d}" for r, d in groups], "min_events": h.min_events,
+               "tau": spec.scores.tau, "tau_percentile": spec.scores.tau_percentile,
+               "n_sentences": spec.scores.n_sentences}
+    excess = {(int(r.layer), int(r.head)): float(r.excess) for r in top.table.itertuples()}
     if h.rule == "topk":
-        order = np.argsort(-excess, axis=None, kind="stable")
-        chosen = [divmod(int(i), res.n_heads) for i in order[: h.k] if excess.flat[int(i)] > 0]
-        heads = HeadSet((res.layers[li], hh) for li, hh in chosen)
-        details["rule"] = "top-k by max over relations of RI - fake-tail RI (positive only)"
+        heads = top.sets["all"]
+        details["rule"] = "top-k by max over groups of RI - fake-tail RI (positive only)"
     else:
-        sel = select_sihs(res, nulls=nulls, alpha=h.alpha, min_effect=h.min_effect,
-                          groups=[(r, "forward") for r in rels])
-        passed = [(excess[res.layers.index(x.layer), x.head], x.layer, x.head) for x in sel.sets["all"]]
-        passed.sort(key=lambda t: (-t[0], t[1], t[2]))
+        from ablate.scores.scan import relation_index_of
+
+        res, _ = relation_index_of(handle, spec.scores, seed=spec.seed)
+        sel = select_sihs(res, nulls=tuple(spec.scores.nulls), alpha=h.alpha, min_effect=h.min_effect,
+                          groups=groups)
+        passed = sorted(((-excess[(x.layer, x.head)], x.layer, x.head) for x in sel.sets["all"]))
         heads = HeadSet((l, hh) for _, l, hh in passed[: h.k])
         details["rule"] = "null-fdr"
         details["selection"] = sel.report()
-    details["excess_of_selected"] = {str(HeadSet([x])): round(float(excess[res.layers.index(x.layer), x.head]), 4)
-                                     for x in heads}
-    return heads, details
+    details["excess_of_selected"] = {str(HeadSet([x])): round(excess[(x.layer, x.head)], 4) for x in heads}
+    return heads, h.rule, details
 
 
-def select_head_sets(handle, spec, step: int, tokens_seen, fixed_target: HeadSet | None = None) -> pd.DataFrame:
-    """Rows of the ``heads/step=S`` cell (see module docstring)."""
+def target_sets(spec, scores: pd.DataFrame | None, n_layers: int, n_heads: int, handle=None,
+                fixed: tuple[HeadSet, ...] | None = None) -> list[TestedSet]:
+    """The tested head sets of a checkpoint (see the module docstring)."""
     h = spec.heads
-    a = handle.adapter
-    rows = []
-    if fixed_target is not None:
-        target = fixed_target
-        tdet = {"selected_at": "final checkpoint"}
-        rule = h.rule
-    elif h.select == "explicit":
-        target = HeadSet.parse(h.explicit[0]).validate(a.n_layers, a.n_heads)
-        tdet = {"explicit": list(h.explicit)}
-        rule = "explicit"
-    else:
-        target, tdet = sih_heads(handle, spec, seed=spec.seed)
-        rule = h.rule
-    if len(target) == 0:  # nothing passed the rule: reported, and no random sets can be matched to it
-        tdet["note"] = "no head passed the selection rule at this checkpoint"
-    rows.append(("target", -1, str(target), len(target), rule, json.dumps(tdet, default=str)))
-    ind = HeadSet()
+    if fixed is not None:
+        return [TestedSet("target", -1, t, h.rule, {"selected_at": "final checkpoint"}) for t in fixed]
+    if h.select == "explicit":
+        one = len(h.explicit) == 1
+        return [TestedSet("target", -1, HeadSet.parse(e).validate(n_layers, n_heads), "explicit",
+                          {"explicit": list(h.explicit)} if one else {"explicit": e, "of": list(h.explicit)})
+                for e in h.explicit]
+    heads, rule, det = sih_heads(spec, scores, handle)
+    return [TestedSet("target", -1, heads, rule, det)]
+
+
+def induction_set(scores: pd.DataFrame, k: int) -> TestedSet:
+    """Top-k heads by prefix matching among heads whose copying score is positive (when at least k are)."""
+    def grid(name):
+        g = scores[scores["score"] == name].sort_values(["layer", "head"], kind="stable")
+        L, H = g["layer"].nunique(), int(g["head"].max()) + 1
+        return sorted(set(g["layer"])), g["value"].to_numpy().reshape(L, H)
+
+    layers, pm = grid("prefix_matching")
+    _, cp = grid("copying")
+    vals = pm.copy()
+    eligible = cp > 0
+    if eligible.sum() >= k:
+        vals[~eligible] = -np.inf
+    H = vals.shape[1]
+    order = np.argsort(-vals, axis=None, kind="stable")[:k]
+    picked = [(layers[int(i) // H], int(i) % H) for i in order]
+    name = {p: str(HeadSet([p])) for p in picked}
+    details = {"prefix_matching": {name[p]: round(float(pm.flat[int(i)]), 4) for p, i in zip(picked, order)},
+               "copying": {name[p]: round(float(cp.flat[int(i)]), 4) for p, i in zip(picked, order)}}
+    return TestedSet("induction", -1, HeadSet(picked), "prefix_matching+copying", details)
+
+
+def random_sets(targets: list[TestedSet], n_layers: int, n_heads: int, R: int, seed: int, step: int) -> list[TestedSet]:
+    """R matched random sets per non-empty target; target i's sets have control indices i*R .. i*R+R-1."""
+    out = []
+    for i, t in enumerate(targets):
+        if len(t.heads) == 0:
+            continue
+        for r, rs in enumerate(matched_random_sets(t.heads, n_layers, n_heads, R, seed=seed * 1_000_003 + step)):
+            out.append(TestedSet("random", i * R + r, rs, "matched_random",
+                                 {"matched_to": str(t.heads)} if len(targets) > 1 else {}))
+    return out
+
+
+# ---- the cell ----------------------------------------------------------------------------------
+
+def select_head_sets(ctx) -> pd.DataFrame:
+    """Rows of the ``heads/step=S`` cell from a :class:`experiments.cells.CellContext`."""
+    spec, a = ctx.spec, ctx.handle.adapter
+    h = spec.heads
+    targets = target_sets(spec, ctx.scores, a.n_layers, a.n_heads, ctx.handle, fixed=ctx.final_targets)
+    for t in targets:
+        if len(t.heads) == 0:  # nothing passed the rule: reported, and no random sets can be matched to it
+            t.details["note"] = "no head passed the selection rule at this checkpoint"
+    sets = list(targets)
     if h.induction:
-        ind, idet = induction_heads(handle, min(h.k, a.n_layers * a.n_heads), seed=spec.seed)
-        rows.append(("induction", -1, str(ind), len(ind), "prefix_matching+copying", json.dumps(idet)))
-    for ci, rs in enumerate([] if len(target) == 0 else matched_random_sets(target, a.n_layers, a.n_heads, spec.controls.random_sets,
-                                                seed=spec.seed * 1_000_003 + step)):
-        rows.append(("random", ci, str(rs), len(rs), "matched_random", "{}"))
-    df = pd.DataFrame(rows, columns=["role", "control_index", "head_set", "k", "rule", "details"])
-    df.insert(0, "step", step)
-    df.insert(1, "tokens_seen", tokens_seen)
-    return df
+        sets.append(induction_set(ctx.scores, min(h.k, a.n_layers * a.n_heads)))
+    sets += random_sets(targets, a.n_layers, a.n_heads, spec.controls.random_sets, spec.seed, ctx.step)
+    rows = [(ctx.step, ctx.tokens_seen, s.role, s.control_index, str(s.heads), len(s.heads), s.rule,
+             json.dumps(s.details, default=str) if s.details else "{}") for s in sets]
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,34 +1,45 @@
-"""The resumable experiment runner: a spec expands to a grid of cells; each cell is idempotent.
+"""The one runner: a spec expands to a grid of cells over checkpoints; each cell is idempotent.
 
-Cells (keys are stable strings; the order below is the run order)::
+``ablate scan`` (a spec with only ``[scores]``), ``ablate icl`` (only ``[levels]``) and ``ablate run``
+(the ablation protocol) all build a :class:`Plan` and run it here, into one run folder:
 
-    heads/step=S                    select the target (SIH) set, the induction comparison set and the
-                                    R matched random sets at checkpoint S -> RUN/cells, one row per set
-    lr/step=S/op=O                  loss reduction on held-out documents under every condition
-    icl/step=S/op=O/task=T          the few-shot items of task T (all shots, all controls) under every
-                                    condition
-    patch/step=S/task=T             (operators.patch) task T's shuffled-label prompts (shots >= 1), each
-                                    set's heads patched from the clean prompt at the query token
+* **one checkpoint loop** -- the grid is ordered by checkpoint; the model skeleton is built once and
+  each next checkpoint's tensors are copied into it (:func:`checkpoints.sweep.load_weights_into`),
+  read ahead in a background thread while the current checkpoint computes (:class:`WeightLoader`);
+* **one resume mechanism and one manifest** -- finished cells are files in ``RUN/cells/``
+  (:class:`experiments.store.RunStore`); a re-run computes exactly the missing ones;
+* **one folder for every command** -- a run folder accumulates the parts of the specs run into it
+  (:func:`merge_into_folder`): ``scan`` then ``icl`` then ``run`` into one folder compute each
+  checkpoint's scores once, and are refused only when a part's settings differ from the ones the
+  folder already holds;
+* **one step convention** -- a single model is step 0.
 
-A condition block is ``[clean, target, induction?, random_0 .. random_{R-1}]``, all run in the same
-batched forward passes (:func:`ablate.intervene.engine.run_conditions`). A cell is a pure function of
-(spec, cell key) -- every random choice is seeded from the spec's seed and the key -- so a killed run
-that is re-run ends with exactly the tables of an uninterrupted one.
+Grid order (per checkpoint, see :mod:`experiments.cells` for the kinds): ``scores``, ``levels``,
+``heads``, the clean ``lr`` and ``icl`` cells (``op=none``), each operator's ``lr`` and ``icl`` cells,
+``patch``. With ``heads.at = "final"`` the final checkpoint's ``scores`` and ``heads`` cells come
+first. Tables assembled at the end (from every finished cell of the folder): ``head_scores``,
+``icl_items`` + ``icl_summary``, ``raw_icl``, ``raw_lr``, ``head_sets``, ``results``, ``raw_patch`` +
+``patching``.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
 
 from ablate.model.errors import AblateError
-from ablate.model.heads import HeadSet
-from experiments.spec import Spec, SpecError
-from experiments.store import RunStore
+from experiments.cells import CLEAN, CellContext, CellKey, dependencies, run_cell
+from experiments.spec import Spec, SpecError, resolve_tasks, spec_from_dict
+from experiments.store import RunMismatchError, RunStore
 
+
+# ---- the plan ----------------------------------------------------------------------------------
 
 @dataclass
 class Plan:
@@ -39,9 +50,178 @@ class Plan:
     tokens_seen: dict[int, int | None]
     locators: dict[int, str]
     tasks: list[str]
-    grid: list[str]
+    grid: list[CellKey]
     series_root: str | None = None
 
+    @property
+    def keys(self) -> list[str]:
+        """The grid as the stable strings the store and the manifest use."""
+        return [str(k) for k in self.grid]
+
+    def input_steps(self, key: CellKey) -> list[int]:
+        """The checkpoints a cell's rows depend on (:func:`experiments.cells.input_steps`)."""
+        from experiments.cells import input_steps
+
+        return input_steps(key, self.spec, self.steps[-1])
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    steps: list[int]
+    tokens_seen: dict[int, int | None]
+    locators: dict[int, str]
+    root: str | None
+
+
+def resolve_checkpoints(spec: Spec) -> Checkpoints:
+    """The checkpoints the spec names (a single model is step 0). Raises SpecError early."""
+    s = spec.series
+    if s.model is not None:
+        return Checkpoints([0], {0: None}, {0: s.model}, None)
+    from checkpoints.series import CheckpointSeries
+
+    root = Path(s.path)
+    if not root.exists():
+        raise SpecError(f"{spec.source}: key series.path: folder {root} does not exist "
+                        "(train one with `ablate train --preset tiny --out DIR`, or pass --series DIR)")
+    try:
+        series = CheckpointSeries.from_local(root)
+    except Exception as e:
+        raise SpecError(f"{spec.source}: key series.path: {root} is not a checkpoint series: {e}") from e
+    if len(series) == 0:
+        raise SpecError(f"{spec.source}: key series.path: {root} holds no checkpoints")
+    if s.steps == "all":
+        sel = series
+    elif s.steps == "final":
+        sel = series.select([series.steps[-1]])
+    elif isinstance(s.steps, dict):
+        sel = series.log_spaced(int(s.steps["log_spaced"]))
+    else:
+        missing = [x for x in s.steps if x not in series.steps]
+        if missing:
+            raise SpecError(f"{spec.source}: key series.steps: step(s) {missing} not in the series "
+                            f"{root} (available: {series.steps})")
+        sel = series.select(s.steps)
+    return Checkpoints(list(sel.steps), {cp.step: cp.tokens_seen for cp in sel},
+                       {cp.step: str(series.local_path(cp)) for cp in sel}, str(root))
+
+
+def step_cells(spec: Spec, step: int, tasks: list[str]) -> list[CellKey]:
+    """The cells of one checkpoint, in run order."""
+    out = []
+    if spec.needs_scores:
+        out.append(CellKey("scores", step))
+    if "levels" in spec.parts:
+        out.append(CellKey("levels", step))
+    if spec.ablation:
+        out.append(CellKey("heads", step))
+        for op in (CLEAN, *spec.operators.all):
+            out.append(CellKey("lr", step, op=op))
+            out += [CellKey("icl", step, op=op, task=t) for t in tasks]
+        if spec.operators.patch:
+            out += [CellKey("patch", step, task=t) for t in tasks]
+    return out
+
+
+def make_plan(spec: Spec) -> Plan:
+    """Resolve the series, steps and tasks of ``spec`` and list its cells. Raises SpecError early."""
+    cps = resolve_checkpoints(spec)
+    try:
+        tasks = resolve_tasks(spec.icl.tasks) if spec.ablation else []
+    except AblateError as e:
+        raise SpecError(f"{spec.source}: key icl.tasks: {e}") from e
+    grid: list[CellKey] = []
+    final = cps.steps[-1]
+    if spec.ablation and spec.heads.select == "sih" and spec.heads.at == "final":
+        grid += [CellKey("scores", final), CellKey("heads", final)]  # the final checkpoint's SIHs are needed first
+    for st in cps.steps:
+        grid += [k for k in step_cells(spec, st, tasks) if k not in grid]
+    return Plan(spec, cps.steps, cps.tokens_seen, cps.locators, tasks, grid, cps.root)
+
+
+# ---- one folder, many specs --------------------------------------------------------------------
+
+def _part_sections(part: str) -> tuple[str, ...]:
+    return {"scores": ("scores",), "levels": ("levels",),
+            "ablation": ("scores", "heads", "controls", "operators", "icl")}[part]
+
+
+def _jsonable(x):
+    return json.loads(json.dumps(x, sort_keys=True, default=list))
+
+
+def merge_into_folder(old: dict, spec: Spec, steps: list[int] | None = None) -> Spec:
+    """The spec of a folder that held ``old`` (a manifest's spec) and now also runs ``spec``.
+
+    Same series and seed, and every part both run (scores / levels / ablation) with the same
+    settings; the steps become the union. Raises RunMismatchError naming what differs.
+    """
+    new = _jsonable(spec.to_dict())
+    old = _jsonable(old)
+    where = "this run folder"
+    diffs = []
+    for k in ("path", "model", "revision"):
+        if old.get("series", {}).get(k) != new["series"][k]:
+            diffs.append(f"series.{k}: {old.get('series', {}).get(k)!r} there, {new['series'][k]!r} now")
+    if old.get("seed") != new["seed"]:
+        diffs.append(f"seed: {old.get('seed')!r} there, {new['seed']!r} now")
+    old_parts = set(old.get("parts") or ())
+    scored_old = "scores" in old_parts or "ablation" in old_parts
+    for part in spec.parts:
+        for sec in _part_sections(part):
+            if sec == "scores" and not (spec.needs_scores and scored_old):
+                continue
+            if sec != "scores" and part not in old_parts:
+                continue
+            a, b = old.get(sec) or {}, new.get(sec) or {}
+            for k in sorted(set(a) | set(b)):
+                if a.get(k) != b.get(k):
+                    diffs.append(f"{sec}.{k}: {a.get(k)!r} there, {b.get(k)!r} now")
+    if diffs:
+        raise RunMismatchError(
+            f"{where} already holds results of other settings ({'; '.join(diffs)}); use the same settings "
+            "to add to it, pick another --out folder, or pass --new to start a new run there")
+    merged = dict(old)
+    for part in spec.parts:
+        for sec in _part_sections(part):
+            if sec != "scores" or spec.needs_scores:
+                merged[sec] = new[sec]
+    if "ablation" in spec.parts:
+        merged["name"], merged["description"] = new["name"], new["description"]
+    merged["parts"] = [p for p in ("scores", "levels", "ablation") if p in old_parts | set(spec.parts)]
+    if old.get("series", {}).get("steps") != new["series"]["steps"]:  # the steps of every part run into it
+        merged["series"] = dict(new["series"], steps=sorted(steps) if steps else new["series"]["steps"])
+    return spec_from_dict(merged, source=spec.source)
+
+
+def open_store(plan: Plan, out: str | Path, *, new: bool = False) -> tuple[RunStore, list[CellKey]]:
+    """Open (create, resume or extend) the run folder; returns the store and the folder's whole grid."""
+    spec = plan.spec
+    mf = Path(out) / "manifest.json"
+    extra = {"steps": plan.steps, "tasks": plan.tasks, "series_root": plan.series_root}
+    if mf.exists() and not new:
+        store = RunStore(out)
+        old = store.manifest()
+        steps = sorted(set(old.get("steps", [])) | set(plan.steps))
+        try:
+            merged = merge_into_folder(old.get("spec", {}), spec, steps)
+        except SpecError as e:  # a folder written by an older version of the toolkit
+            raise RunMismatchError(f"{out} holds a run this version cannot extend ({e}); pick another --out "
+                                   "folder or pass --new") from e
+        except RunMismatchError as e:
+            raise RunMismatchError(str(e).replace("this run folder", str(out))) from None
+        grid = list(old.get("grid", [])) + [k for k in plan.keys if k not in set(old.get("grid", []))]
+        tasks = list(dict.fromkeys(list(old.get("tasks", [])) + plan.tasks))
+        extra = {"steps": steps, "tasks": tasks, "series_root": plan.series_root}
+        if merged.hash() != old.get("spec_hash") or grid != old.get("grid"):
+            store.extend_manifest(merged.to_dict(), merged.hash(), grid, extra)
+        store = RunStore.open(out, merged.to_dict(), merged.hash(), grid, extra=extra)
+        return store, [CellKey.parse(k) for k in grid]
+    store = RunStore.open(out, spec.to_dict(), spec.hash(), plan.keys, new=new, extra=extra)
+    return store, list(plan.grid)
+
+
+# ---- the loop ----------------------------------------------------------------------------------
 
 @dataclass
 class RunSummary:
@@ -63,175 +243,171 @@ class RunSummary:
                 f"{fwd:.1f} sequence forwards/s)")
 
 
-def _resolve_tasks(spec: Spec) -> list[str]:
-    from ablate.icl.tasks import TASKS, get_task
+class WeightLoader:
+    """The model of each checkpoint in turn: one skeleton, tensors swapped in, the next ones read ahead.
 
-    tasks = spec.icl.tasks
-    if tasks == "default":
-        return list(TASKS)
-    if isinstance(tasks, str):
-        tasks = [tasks]
-    out = []
-    for t in tasks:
-        try:
-            out.append(get_task(t).name)
-        except AblateError as e:
-            raise SpecError(f"{spec.source}: key icl.tasks: {e}") from e
-    return out
+    ``order`` is the sequence of steps the loop will visit; after switching to a step, the state
+    dict of the next different step is read in a background thread.
+    """
 
+    def __init__(self, plan: Plan, order: list[int]) -> None:
+        self.plan, self.order = plan, order
+        self._handle = None
+        self._step: int | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        self._ahead: dict[int, Future] = {}
 
-def make_plan(spec: Spec) -> Plan:
-    """Resolve the series, steps and tasks of ``spec`` and list its cells. Raises SpecError early."""
-    s = spec.series
-    series_root = None
-    if s.model is not None:
-        steps, toks, locs = [0], {0: None}, {0: s.model}
-    else:
-        from checkpoints.series import CheckpointSeries
+    def _read(self, step: int) -> dict:
+        from checkpoints.sweep import read_state_dict
 
-        root = Path(s.path)
-        if not root.exists():
-            raise SpecError(f"{spec.source}: key series.path: folder {root} does not exist "
-                            "(train one with `ablate train --preset tiny --out DIR`, or pass --series DIR)")
-        try:
-            series = CheckpointSeries.from_local(root)
-        except Exception as e:
-            raise SpecError(f"{spec.source}: key series.path: {root} is not a checkpoint series: {e}") from e
-        if len(series) == 0:
-            raise SpecError(f"{spec.source}: key series.path: {root} holds no checkpoints")
-        if s.steps == "all":
-            sel = series
-        elif s.steps == "final":
-            sel = series.select([series.steps[-1]])
-        elif isinstance(s.steps, dict):
-            sel = series.log_spaced(int(s.steps["log_spaced"]))
-        else:
-            missing = [x for x in s.steps if x not in series.steps]
-            if missing:
-                raise SpecError(f"{spec.source}: key series.steps: step(s) {missing} not in the series "
-                                f"{root} (available: {series.steps})")
-            sel = series.select(s.steps)
-        steps = list(sel.steps)
-        toks = {cp.step: cp.tokens_seen for cp in sel}
-        locs = {cp.step: str(series.local_path(cp)) for cp in sel}
-        series_root = str(root)
-    tasks = _resolve_tasks(spec)
-    grid = []
-    if spec.heads.at == "final" and spec.heads.select == "sih":
-        grid.append(f"heads/step={steps[-1]}")  # the final checkpoint's SIHs are needed first
-    for st in steps:
-        if f"heads/step={st}" not in grid:
-            grid.append(f"heads/step={st}")
-        for op in spec.operators.all:
-            grid.append(f"lr/step={st}/op={op}")
-            for t in tasks:
-                grid.append(f"icl/step={st}/op={op}/task={t}")
-        if spec.operators.patch:
-            for t in tasks:
-                grid.append(f"patch/step={st}/task={t}")
-    return Plan(spec, steps, toks, locs, tasks, grid, series_root)
+        return read_state_dict(self.plan.locators[step], step)
 
+    def handle(self, step: int):
+        if self._step == step:
+            return self._handle
+        if self._handle is None or self.plan.spec.series.model is not None:
+            from ablate.model.handle import load_model
 
-def parse_key(key: str) -> dict[str, str]:
-    kind, *parts = key.split("/")
-    d = {"kind": kind}
-    for p in parts:
-        k, v = p.split("=", 1)
-        d[k] = v
-    return d
+            self._ahead.pop(step, None)
+            self._handle = load_model(self.plan.locators[step], revision=self.plan.spec.series.revision)
+        else:  # reuse the skeleton: load only the tensors of the next checkpoint
+            from checkpoints.sweep import load_weights_into
+
+            fut = self._ahead.pop(step, None)
+            sd = fut.result() if fut is not None else self._read(step)
+            load_weights_into(self._handle.hf, sd, step)
+            self._handle.locator = self.plan.locators[step]
+        self._step = step
+        self._prefetch_after(step)
+        return self._handle
+
+    def _prefetch_after(self, step: int) -> None:
+        if self.plan.spec.series.model is not None:
+            return
+        later = self.order[self.order.index(step) + 1:] if step in self.order else []
+        nxt = next((s for s in later if s != step), None)
+        if nxt is not None and nxt not in self._ahead:
+            self._ahead[nxt] = self._pool.submit(self._read, nxt)
+
+    def close(self) -> None:
+        for f in self._ahead.values():
+            f.cancel()
+        self._pool.shutdown(wait=True)
 
 
 class Runner:
-    """Runs the missing cells of a plan into a store. Loads each checkpoint once for all its cells."""
+    """Runs the missing cells of a plan into a store, one checkpoint after the other."""
 
-    def __init__(self, plan: Plan, store: RunStore, *, progress: bool = True,
-                 on_cell_done: Callable[[str], None] | None = None) -> None:
+    def __init__(self, plan: Plan, store: RunStore, *, folder_grid: list[CellKey] | None = None,
+                 progress: bool = True, on_cell_done: Callable[[str], None] | None = None) -> None:
         self.plan, self.store, self.progress = plan, store, progress
+        self.folder_grid = list(plan.grid) if folder_grid is None else folder_grid
         self.on_cell_done = on_cell_done
-        self._handle = None
-        self._handle_step = None
-        self._heads_cache: dict[int, dict] = {}
+        self._rows: dict[CellKey, pd.DataFrame] = {}
 
-    # ---- model ---------------------------------------------------------------------------
-    def handle(self, step: int):
-        if self._handle_step != step:
-            from ablate.model.handle import load_model
+    def rows(self, key: CellKey) -> pd.DataFrame:
+        """The rows of a finished cell (cached for the run)."""
+        if key not in self._rows:
+            if not self.store.is_done(str(key)):
+                raise AblateError(f"cell {key} needs {key} first, which has not finished (see `ablate status`)")
+            self._rows[key] = self.store.read_cell(str(key)).drop(columns="cell")
+        return self._rows[key]
 
-            if self._handle is None or self.plan.spec.series.model is not None:
-                self._handle = load_model(self.plan.locators[step], revision=self.plan.spec.series.revision)
-            else:  # reuse the skeleton: load only the tensors of the next checkpoint
-                from checkpoints.sweep import load_weights_into, read_state_dict
+    def context(self, key: CellKey, handle) -> CellContext:
+        """The :class:`CellContext` of ``key``: the inputs its dependencies computed."""
+        from experiments.heads import tested_sets
 
-                load_weights_into(self._handle.hf, read_state_dict(self.plan.locators[step], step), step)
-                self._handle.locator = self.plan.locators[step]
-            self._handle_step = step
-        return self._handle
+        spec = self.plan.spec
+        kw = {}
+        for dep in dependencies(key, spec, self.plan.steps[-1]):
+            if not self.store.is_done(str(dep)):
+                raise AblateError(f"cell {key} needs cell {dep}, which has not finished (see `ablate status`)")
+            if dep.kind == "scores":
+                kw["scores"] = self.rows(dep)
+            elif dep.kind == "heads" and dep.step != key.step:
+                kw["final_targets"] = tuple(s.heads for s in tested_sets(self.rows(dep)) if s.role == "target")
+            else:
+                kw["head_sets"] = tested_sets(self.rows(dep))
+        return CellContext(spec, key.step, self.plan.tokens_seen.get(key.step), handle, progress=self.progress, **kw)
 
-    # ---- the loop ------------------------------------------------------------------------
     def run(self) -> RunSummary:
         from tqdm.auto import tqdm
 
-        from experiments import cells
-
         summary = RunSummary()
         t0 = time.perf_counter()
-        todo = [k for k in self.plan.grid if not self.store.is_done(k)]
+        todo = [k for k in self.plan.grid if not self.store.is_done(str(k))]
         summary.cells_skipped = len(self.plan.grid) - len(todo)
+        loader = WeightLoader(self.plan, [k.step for k in todo])
         bar = tqdm(total=len(self.plan.grid), initial=summary.cells_skipped, disable=not self.progress,
                    desc="cells", unit="cell", dynamic_ncols=True)
-        for key in todo:
-            k = parse_key(key)
-            step = int(k["step"])
-            bar.set_postfix_str(key, refresh=True)
-            try:
-                h = self.handle(step)
-                rows = cells.run_cell(self, h, k, key)
-                self.store.commit_cell(key, rows)
-                summary.cells_done += 1
-                summary.rows_written += len(rows)
-                summary.forward_rows += int(rows.attrs.get("forward_rows", 0))
-            except KeyboardInterrupt:
-                raise
-            except Exception as e:  # a failing cell records its error and the run goes on
-                self.store.record_error(key, e)
-                summary.cells_failed += 1
-                summary.failed[key] = f"{type(e).__name__}: {e}"
-                bar.write(f"cell {key} failed: {type(e).__name__}: {e}")
-            bar.update(1)
-            if self.on_cell_done:
-                self.on_cell_done(key)
-        bar.close()
+        try:
+            for key in todo:
+                bar.set_postfix_str(str(key), refresh=True)
+                self._run_one(key, loader, summary, bar)
+                bar.update(1)
+                if self.on_cell_done:
+                    self.on_cell_done(str(key))
+        finally:
+            bar.close()
+            loader.close()
         self.assemble()
         summary.seconds = time.perf_counter() - t0
         return summary
 
+    def _run_one(self, key: CellKey, loader: WeightLoader, summary: RunSummary, bar) -> None:
+        try:
+            ctx = self.context(key, loader.handle(key.step))
+            rows = run_cell(ctx, key)
+            self.store.commit_cell(str(key), rows)
+            summary.cells_done += 1
+            summary.rows_written += len(rows)
+            summary.forward_rows += int(rows.attrs.get("forward_rows", 0))
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # a failing cell records its error and the run goes on
+            self.store.record_error(str(key), e)
+            summary.cells_failed += 1
+            summary.failed[str(key)] = f"{type(e).__name__}: {e}"
+            bar.write(f"cell {key} failed: {type(e).__name__}: {e}")
+
+    # ---- tables --------------------------------------------------------------------------
+    def _table(self, kind: str, name: str) -> pd.DataFrame:
+        """Finished cells of ``kind`` (folder grid order), without the bookkeeping ``cell`` column."""
+        keys = [k for k in self.folder_grid if k.kind == kind and self.store.is_done(str(k))]
+        frames = [self.store.read_cell(str(k)).drop(columns="cell") for k in keys]
+        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        self.store.write_table(df, name)
+        return df
+
     def assemble(self) -> None:
-        """Combine finished cells into RUN/raw_icl, raw_lr, head_sets and the tidy RUN/results."""
+        """Combine the folder's finished cells into its tables (see the module docstring)."""
         from experiments.tidy import patching_table, results_table
 
-        g = self.plan.grid
+        kinds = {k.kind for k in self.folder_grid}
+        g = [str(k) for k in self.folder_grid]
+        if "scores" in kinds:
+            self._table("scores", "head_scores")
+        if "levels" in kinds:
+            from ablate.icl.series import summarize
+
+            items = self._table("levels", "icl_items")
+            if len(items):
+                self.store.write_table(summarize(items), "icl_summary")
+        if "heads" not in kinds:
+            return
+        primary = self.store.manifest()["spec"]["operators"]["primary"]  # the folder's protocol
         icl = self.store.assemble([k for k in g if k.startswith("icl/")], "raw_icl")
         lr = self.store.assemble([k for k in g if k.startswith("lr/")], "raw_lr")
         self.store.assemble([k for k in g if k.startswith("heads/")], "head_sets")
-        self.store.write_table(results_table(icl, lr, self.plan.spec.operators.primary), "results")
-        if self.plan.spec.operators.patch:
+        self.store.write_table(results_table(icl, lr, primary), "results")
+        if "patch" in kinds:
             raw = self.store.assemble([k for k in g if k.startswith("patch/")], "raw_patch")
             self.store.write_table(patching_table(raw), "patching")
-
-    def heads_for(self, step: int) -> dict:
-        """The head sets of checkpoint ``step`` (from its finished heads cell)."""
-        if step not in self._heads_cache:
-            df = self.store.read_cell(f"heads/step={step}")
-            self._heads_cache[step] = {
-                (r.role, int(r.control_index)): HeadSet.parse(r.head_set) for r in df.itertuples()
-            }
-        return self._heads_cache[step]
 
 
 def run_spec(spec: Spec, out: str | Path, *, new: bool = False, progress: bool = True,
              on_cell_done: Callable[[str], None] | None = None) -> RunSummary:
-    """Validate ``spec``, open (or resume) the run folder ``out`` and run every missing cell."""
+    """Validate ``spec``, open (create, resume or extend) the run folder ``out`` and run every missing cell."""
     plan = make_plan(spec)  # all spec / series errors surface before anything is written
-    store = RunStore.open(out, spec.to_dict(), spec.hash(), plan.grid, new=new,
-                          extra={"steps": plan.steps, "tasks": plan.tasks, "series_root": plan.series_root})
-    return Runner(plan, store, progress=progress, on_cell_done=on_cell_done).run()
+    store, folder_grid = open_store(plan, out, new=new)
+    return Runner(plan, store, folder_grid=folder_grid, progress=progress, on_cell_done=on_cell_done).run()

@@ -1,8 +1,20 @@
 """Experiment spec files (TOML), validated on load.
 
-A spec names the series (or one model) and steps, how heads are selected, the operators, the random
-controls, the ICL tasks and the seed. Unknown keys are errors with a "did you mean" suggestion, and
-every error names the key and the file. Example (``experiments/sih_ablation/spec.toml``)::
+A spec names the series (or one model) and steps, and the sections of the one cell grid it runs
+(:mod:`experiments.runner`):
+
+* ``[scores]``: the head scores of every checkpoint (``ablate scan``; cells ``scores/step=S``);
+* ``[levels]``: the ICL levels of every checkpoint (``ablate icl``; cells ``levels/step=S``);
+* ``[heads]``, ``[controls]``, ``[operators]``, ``[icl]``: the ablation protocol (``ablate run``;
+  cells ``heads/``, ``lr/``, ``icl/``, ``patch/``). The head selection reads the ``scores`` cell of
+  its checkpoint, so ``[scores]`` is the one source of truth for what is plotted and what is
+  selected (its defaults apply when the section is absent).
+
+The ablation protocol runs when any of its four sections is present, or when the spec has neither
+``[scores]`` nor ``[levels]``. Unknown keys are errors with a "did you mean" suggestion (also across
+sections: ``heads.n_sentences`` says it belongs to ``[scores]``), every enum value is declared once
+as a ``Literal`` type and checked by one generic rule, and every error names the key and the file.
+Example (``experiments/sih_ablation/spec.toml``)::
 
     name = "sih_ablation"
     seed = 0
@@ -11,18 +23,22 @@ every error names the key and the file. Example (``experiments/sih_ablation/spec
     path = "runs/default_series"   # a checkpoint-series folder; or `model = "path/or/hub-name"`
     steps = "all"                   # "all", "final", a list of steps, or {log_spaced = 6}
 
+    [scores]
+    relations = ["subj", "obj", "mod"]
+    directions = ["forward", "reverse"]
+    n_sentences = 80                # seeded subsample of the sentences (default: all)
+    tau = 2.2                       # QK gate; 0 = argmax only; or tau_percentile = 95
+    nulls = ["baseline"]            # + "shuffled" (the fdr rule needs the nulls it tests against)
+    n_random = 32                   # random sequences of copying / prefix matching
+
     [heads]
     select = "sih"                  # "sih" (selection rule) or "explicit"
     at = "each"                     # select SIHs at "each" checkpoint or at the "final" one
-    rule = "topk"                   # "topk" or "fdr" (RI above its null, BH-controlled)
+    rule = "topk"                   # "topk" (RI above its fake tail) or "fdr" (BH-controlled)
     k = 4
-    alpha = 0.05
-    min_effect = 0.02
     min_events = 10                 # a head's RI counts only with >= this many gated (triplet, j) events
-    relations = ["subj", "obj", "mod"]
-    n_sentences = 120
     induction = true                # also ablate conventional induction heads as a comparison set
-    explicit = []                   # HeadSets like "L1H2,L0H3" when select = "explicit"
+    explicit = []                   # head sets like "L1H2,L0H3" when select = "explicit" (each is tested)
 
     [controls]
     random_sets = 8                 # R matched random head sets (same size and layer histogram)
@@ -30,8 +46,8 @@ every error names the key and the file. Example (``experiments/sih_ablation/spec
     [operators]
     primary = "mean"
     robustness = ["zero", "resample"]
+    positions = "all"               # "all" or "last": where an ablation replaces a head's output
     patch = false                   # also patch the sets' clean outputs into shuffled-label prompts
-                                    # (query token; shots >= 1) -> RUN/patching, `ablate stats`
 
     [icl]
     tasks = "default"               # or a list of task names
@@ -47,20 +63,31 @@ import difflib
 import hashlib
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field
+import types
+import typing
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin
 
+from ablate.intervene.operators import ABLATIONS
 from ablate.model.errors import AblateError
 from ablate.model.heads import HeadSet
-from ablate.intervene.operators import ABLATIONS
+from ablate.scores.scan import ScanConfig
 
 
 class SpecError(AblateError):
     """A spec file is invalid. The message names the file and the key."""
 
 
-#: the ablation operators a spec may name (from the one registry, ablate.intervene.operators)
+# ---- the enum options, declared once ----------------------------------------------------------
+Select = Literal["sih", "explicit"]
+At = Literal["each", "final"]
+Rule = Literal["topk", "fdr"]
+Positions = Literal["all", "last"]
+Control = Literal["clean", "shuffled", "nolabel"]
+WordPart = Literal["heldout", "train", "all"]
+
+#: the ablation operators a spec may name (from the one registry, ablate.intervene.operators.OPERATORS)
 OPERATOR_NAMES = ABLATIONS
 
 
@@ -72,17 +99,32 @@ class SeriesSpec:
     steps: Any = "all"
 
 
+#: the ``[scores]`` section is the scan's own settings dataclass (declared once, in the core)
+ScoresSpec = ScanConfig
+
+
+@dataclass(frozen=True)
+class LevelsSpec:
+    """ICL levels at every checkpoint (``ablate icl``): FC, PD and in-prompt LR per item, no intervention."""
+
+    tasks: Any = "all"                  # "all" or a list of task names
+    shots: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 10, 20)
+    n_items: int = 36
+    controls: tuple[Control, ...] = ("clean", "shuffled", "nolabel")
+    part: WordPart = "heldout"
+    batch_size: int = 16
+    add_bos: bool = False
+
+
 @dataclass(frozen=True)
 class HeadsSpec:
-    select: str = "sih"
-    at: str = "each"
-    rule: str = "topk"
+    select: Select = "sih"
+    at: At = "each"
+    rule: Rule = "topk"
     k: int = 4
     alpha: float = 0.05
     min_effect: float = 0.02
     min_events: int = 10
-    relations: tuple[str, ...] = ("subj", "obj", "mod")
-    n_sentences: int = 120
     induction: bool = True
     explicit: tuple[str, ...] = ()
 
@@ -96,6 +138,7 @@ class ControlsSpec:
 class OperatorsSpec:
     primary: str = "mean"
     robustness: tuple[str, ...] = ("zero", "resample")
+    positions: Positions = "all"
     patch: bool = False
 
     @property
@@ -109,8 +152,11 @@ class ICLSpec:
     shots: tuple[int, ...] = (0, 2, 5, 10)
     items: int = 16
     lr_documents: int = 16
-    positions: str = "all"
-    controls: tuple[str, ...] = ("clean", "shuffled", "nolabel")
+    controls: tuple[Control, ...] = ("clean", "shuffled", "nolabel")
+
+
+#: the sections of the ablation protocol
+ABLATION_SECTIONS = ("heads", "controls", "operators", "icl")
 
 
 @dataclass(frozen=True)
@@ -119,10 +165,14 @@ class Spec:
     seed: int = 0
     description: str = ""
     series: SeriesSpec = field(default_factory=SeriesSpec)
+    scores: ScoresSpec = field(default_factory=ScoresSpec)
+    levels: LevelsSpec | None = None
     heads: HeadsSpec = field(default_factory=HeadsSpec)
     controls: ControlsSpec = field(default_factory=ControlsSpec)
     operators: OperatorsSpec = field(default_factory=OperatorsSpec)
     icl: ICLSpec = field(default_factory=ICLSpec)
+    #: which parts of the grid run: "scores" (all steps), "levels", "ablation"
+    parts: tuple[str, ...] = ("ablation",)
     source: str = "<dict>"
 
     def to_dict(self) -> dict:
@@ -137,37 +187,89 @@ class Spec:
     def with_series(self, path: str | None = None, model: str | None = None) -> "Spec":
         s = SeriesSpec(path=path if model is None else None, model=model,
                        revision=self.series.revision, steps=self.series.steps)
-        return Spec(**{**{k: getattr(self, k) for k in self.__dataclass_fields__}, "series": s})
+        return replace(self, series=s)
+
+    @property
+    def ablation(self) -> bool:
+        return "ablation" in self.parts
+
+    @property
+    def needs_scores(self) -> bool:
+        """Whether scores cells are in the grid (asked for, or read by the head selection)."""
+        h = self.heads
+        return "scores" in self.parts or (self.ablation and (h.select == "sih" or h.induction))
 
 
-_SECTIONS = {"series": SeriesSpec, "heads": HeadsSpec, "controls": ControlsSpec,
-             "operators": OperatorsSpec, "icl": ICLSpec}
+_SECTIONS = {"series": SeriesSpec, "scores": ScoresSpec, "levels": LevelsSpec, "heads": HeadsSpec,
+             "controls": ControlsSpec, "operators": OperatorsSpec, "icl": ICLSpec}
 _TOP = {"name": str, "seed": int, "description": str}
+#: keys that moved between sections (old place -> new section), for a precise message
+_MOVED = {("heads", "n_sentences"): "scores", ("heads", "relations"): "scores", ("icl", "positions"): "operators"}
 
 
 def _suggest(key: str, options) -> str:
-    m = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
-    return f" (did you mean {m[0]!r}?)" if m else f" (known keys: {', '.join(sorted(options))})"
+    m = difflib.get_close_matches(str(key), [str(o) for o in options], n=1, cutoff=0.5)
+    return f" (did you mean {m[0]!r}?)" if m else f" (known: {', '.join(sorted(map(str, options)))})"
 
 
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    if isinstance(default, bool):
+def _unknown_key(section: str, key: str, known) -> str:
+    moved = _MOVED.get((section, key)) or next(
+        (s for s, c in _SECTIONS.items() if s != section and key in c.__dataclass_fields__ and s != "series"), None)
+    if moved is not None and key not in known:
+        return f" (it belongs to the [{moved}] section: write it under [{moved}])"
+    return _suggest(key, known)
+
+
+def _check_value(value: Any, tp: Any, where: str) -> Any:
+    """Check/coerce ``value`` against the annotation ``tp`` (Literal, tuple[...], Optional, scalars)."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        opts = get_args(tp)
+        if value not in opts:
+            raise SpecError(f"{where}: {value!r} is not one of {', '.join(map(repr, opts))}{_suggest(value, opts)}")
+        return value
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None and len(args) < len(get_args(tp)):
+            return None
+        return _check_value(value, args[0], where)
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise SpecError(f"{where}: expected a list, got {value!r}")
+        (elem, *_rest) = get_args(tp)
+        return tuple(_check_value(v, elem, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
         if not isinstance(value, bool):
             raise SpecError(f"{where}: expected true/false, got {value!r}")
         return value
-    if isinstance(default, int) and not isinstance(default, bool):
+    if tp is int:
         if not isinstance(value, int) or isinstance(value, bool):
             raise SpecError(f"{where}: expected an integer, got {value!r}")
         return value
-    if isinstance(default, float):
+    if tp is float:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise SpecError(f"{where}: expected a number, got {value!r}")
         return float(value)
-    if isinstance(default, tuple):
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise SpecError(f"{where}: expected a list, got {value!r}")
-        return tuple(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise SpecError(f"{where}: expected a string, got {value!r}")
+        return value
     return value
+
+
+def _section(cls, name: str, value: Any, source: str):
+    if not isinstance(value, dict):
+        raise SpecError(f"{source}: [{name}] must be a table, got {value!r}")
+    hints = typing.get_type_hints(cls)
+    known = cls.__dataclass_fields__
+    kw = {}
+    for k, v in value.items():
+        if k not in known:
+            raise SpecError(f"{source}: unknown key {name}.{k!r}{_unknown_key(name, k, known)}")
+        kw[k] = _check_value(v, hints[k], f"{source}: key {name}.{k}")
+    return cls(**kw)
 
 
 def spec_from_dict(d: dict, source: str = "<dict>") -> Spec:
@@ -175,7 +277,7 @@ def spec_from_dict(d: dict, source: str = "<dict>") -> Spec:
     if not isinstance(d, dict):
         raise SpecError(f"{source}: a spec must be a TOML table")
     top: dict[str, Any] = {}
-    allowed = set(_TOP) | set(_SECTIONS)
+    allowed = set(_TOP) | set(_SECTIONS) | {"parts"}
     for key, value in d.items():
         if key not in allowed:
             raise SpecError(f"{source}: unknown key {key!r}{_suggest(key, allowed)}")
@@ -183,18 +285,18 @@ def spec_from_dict(d: dict, source: str = "<dict>") -> Spec:
             if not isinstance(value, _TOP[key]) or isinstance(value, bool):
                 raise SpecError(f"{source}: key {key!r} must be a {_TOP[key].__name__}, got {value!r}")
             top[key] = value
-            continue
-        cls = _SECTIONS[key]
-        if not isinstance(value, dict):
-            raise SpecError(f"{source}: [{key}] must be a table, got {value!r}")
-        fields = cls.__dataclass_fields__
-        kw = {}
-        for k, v in value.items():
-            if k not in fields:
-                raise SpecError(f"{source}: unknown key {key}.{k!r}{_suggest(k, fields)}")
-            default = fields[k].default
-            kw[k] = _coerce(v, default, f"{source}: key {key}.{k}") if default is not None else v
-        top[key] = cls(**kw)
+        elif key == "parts":
+            top[key] = _check_value(value, tuple[Literal["scores", "levels", "ablation"], ...], f"{source}: key parts")
+        elif value is not None:  # None: a section left out (Spec.to_dict writes levels = None)
+            top[key] = _section(_SECTIONS[key], key, value, source)
+    if "parts" not in top:  # what the sections say: any ablation section, or nothing else, runs the protocol
+        given = {k for k in d if k in _SECTIONS and d[k] is not None}
+        parts = [p for p in ("scores", "levels") if p in given]
+        if given & set(ABLATION_SECTIONS) or not parts:
+            parts.append("ablation")
+        top["parts"] = tuple(parts)
+    if "levels" in top["parts"] and "levels" not in top:
+        top["levels"] = LevelsSpec()
     spec = Spec(source=source, **top)
     validate(spec)
     return spec
@@ -213,16 +315,20 @@ def validate(spec: Spec) -> None:
             or (isinstance(steps, dict) and set(steps) == {"log_spaced"} and isinstance(steps["log_spaced"], int))):
         raise SpecError(f"{src}: key series.steps must be \"all\", \"final\", a list of integers or "
                         f"{{log_spaced = N}}, got {steps!r}")
+    _validate_scores(spec)
+    if spec.levels is not None:
+        lv = spec.levels
+        if not lv.shots or any(x < 0 for x in lv.shots):
+            raise SpecError(f"{src}: key levels.shots must be a non-empty list of non-negative integers, got {list(lv.shots)}")
+        if lv.n_items < 1 or lv.batch_size < 1:
+            raise SpecError(f"{src}: keys levels.n_items and levels.batch_size must be >= 1")
+        if not lv.controls:
+            raise SpecError(f"{src}: key levels.controls must name at least one of clean, shuffled, nolabel")
+        _check_tasks(lv.tasks, ("all",), f"{src}: key levels.tasks")
     h = spec.heads
-    if h.select not in ("sih", "explicit"):
-        raise SpecError(f"{src}: key heads.select must be \"sih\" or \"explicit\", got {h.select!r}")
-    if h.at not in ("each", "final"):
-        raise SpecError(f"{src}: key heads.at must be \"each\" or \"final\", got {h.at!r}")
-    if h.rule not in ("topk", "fdr"):
-        raise SpecError(f"{src}: key heads.rule must be \"topk\" or \"fdr\", got {h.rule!r}")
     if h.k < 1:
         raise SpecError(f"{src}: key heads.k must be >= 1, got {h.k}")
-    if h.select == "explicit":
+    if h.select == "explicit" and spec.ablation:
         if not h.explicit:
             raise SpecError(f"{src}: key heads.explicit is empty but heads.select = \"explicit\"; "
                             "list head sets like [\"L1H2,L0H3\"]")
@@ -233,6 +339,11 @@ def validate(spec: Spec) -> None:
                 raise SpecError(f"{src}: key heads.explicit: {err}") from err
             if len(hs) == 0:
                 raise SpecError(f"{src}: key heads.explicit contains an empty head set {e!r}")
+        if len({str(HeadSet.parse(e)) for e in h.explicit}) != len(h.explicit):
+            raise SpecError(f"{src}: key heads.explicit lists the same head set twice: {list(h.explicit)}")
+    if h.rule == "fdr" and h.select == "sih" and "baseline" not in spec.scores.nulls:
+        raise SpecError(f"{src}: heads.rule = \"fdr\" tests RI against the nulls in scores.nulls, which must "
+                        f"include \"baseline\" (got {list(spec.scores.nulls)})")
     if spec.controls.random_sets < 1:
         raise SpecError(f"{src}: key controls.random_sets = {spec.controls.random_sets}: need at least 1 "
                         "matched random head set (8 or more recommended for an empirical p-value)")
@@ -241,21 +352,63 @@ def validate(spec: Spec) -> None:
         if op not in OPERATOR_NAMES:
             raise SpecError(f"{src}: key operators: unknown operator {op!r}{_suggest(op, OPERATOR_NAMES)}")
     i = spec.icl
-    if not isinstance(o.patch, bool):
-        raise SpecError(f"{src}: key operators.patch must be true or false, got {o.patch!r}")
-    if o.patch and not any(isinstance(x, int) and x >= 1 for x in i.shots):
+    if not i.shots or any(x < 0 for x in i.shots):
+        raise SpecError(f"{src}: key icl.shots must be a non-empty list of non-negative integers, got {i.shots!r}")
+    if o.patch and not any(x >= 1 for x in i.shots):
         raise SpecError(f"{src}: key operators.patch = true needs a shot count >= 1 in icl.shots (a "
                         f"0-shot prompt has no labels to shuffle), got {list(i.shots)}")
-    if not i.shots or any((not isinstance(x, int)) or x < 0 for x in i.shots):
-        raise SpecError(f"{src}: key icl.shots must be a non-empty list of non-negative integers, got {i.shots!r}")
     if i.items < 1 or i.lr_documents < 1:
         raise SpecError(f"{src}: keys icl.items and icl.lr_documents must be >= 1")
-    bad = [c for c in i.controls if c not in ("clean", "shuffled", "nolabel")]
-    if bad or "clean" not in i.controls or "nolabel" not in i.controls:
+    if "clean" not in i.controls or "nolabel" not in i.controls:
         raise SpecError(f"{src}: key icl.controls must include \"clean\" and \"nolabel\" (the FC floor) and "
                         f"may add \"shuffled\", got {list(i.controls)}")
-    if i.positions not in ("all", "last"):
-        raise SpecError(f"{src}: key icl.positions must be \"all\" or \"last\", got {i.positions!r}")
+    _check_tasks(i.tasks, ("default",), f"{src}: key icl.tasks")
+
+
+def _validate_scores(spec: Spec) -> None:
+    src, sc = spec.source, spec.scores
+    from ablate.triplets.syntax import DEFAULT_LABEL_MAP
+
+    bad = [r for r in sc.relations if r not in DEFAULT_LABEL_MAP]
+    if bad or not sc.relations:
+        raise SpecError(f"{src}: key scores.relations: unknown relation {bad[0] if bad else None!r}"
+                        f"{_suggest(bad[0] if bad else '', DEFAULT_LABEL_MAP)}")
+    if not sc.directions:
+        raise SpecError(f"{src}: key scores.directions must name \"forward\" and/or \"reverse\"")
+    if sc.tau is not None and sc.tau < 0:
+        raise SpecError(f"{src}: key scores.tau = {sc.tau}: must be >= 0 (0 = argmax only)")
+    if sc.tau_percentile is not None and not 0 <= sc.tau_percentile <= 100:
+        raise SpecError(f"{src}: key scores.tau_percentile = {sc.tau_percentile}: must lie in [0, 100]")
+    for k in ("max_tokens", "n_random", "random_length", "batch_size"):
+        if getattr(sc, k) < 1:
+            raise SpecError(f"{src}: key scores.{k} must be >= 1, got {getattr(sc, k)}")
+    if sc.n_sentences is not None and sc.n_sentences < 1:
+        raise SpecError(f"{src}: key scores.n_sentences must be >= 1, got {sc.n_sentences}")
+
+
+def _check_tasks(tasks: Any, words: tuple[str, ...], where: str) -> None:
+    if isinstance(tasks, str) and tasks in words:
+        return
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    if not isinstance(tasks, (list, tuple)) or not tasks or not all(isinstance(t, str) for t in tasks):
+        raise SpecError(f"{where} must be {' or '.join(map(repr, words))} or a non-empty list of task names, got {tasks!r}")
+    from ablate.icl.tasks import get_task
+
+    for t in tasks:
+        try:
+            get_task(t)
+        except AblateError as e:
+            raise SpecError(f"{where}: {e}") from e
+
+
+def resolve_tasks(tasks: Any) -> list[str]:
+    """Task names of an ``icl.tasks`` / ``levels.tasks`` value ("default" / "all": every task)."""
+    from ablate.icl.tasks import TASKS, get_task
+
+    if tasks in ("default", "all"):
+        return list(TASKS)
+    return [get_task(t).name for t in ([tasks] if isinstance(tasks, str) else tasks)]
 
 
 def load_spec(path: str | Path) -> Spec:

@@ -113,6 +113,15 @@ class RunStore:
             atomic_write_bytes(mf, json.dumps(manifest, indent=2, default=str).encode())
         return st
 
+    def extend_manifest(self, spec_dict: dict, spec_hash: str, grid: list[str], extra: dict | None = None) -> None:
+        """Record a wider spec and grid for this folder (issue 13 hook, used by
+        :func:`experiments.runner.open_store` when ``scan``, ``icl`` and ``run`` add their parts to one
+        folder; the caller has checked that the parts already there keep their settings)."""
+        m = self.manifest()
+        m.update({"spec": spec_dict, "spec_hash": spec_hash, "seed": spec_dict.get("seed"), "grid": grid,
+                  **(extra or {})})
+        atomic_write_bytes(self.root / "manifest.json", json.dumps(m, indent=2, default=str).encode())
+
     def manifest(self) -> dict:
         mf = self.root / "manifest.json"
         if not mf.exists():

@@ -29,7 +29,7 @@ KEYS = ["step", "tokens_seen", "condition", "head_set", "operator", "control_ind
 
 def _clean_once(df: pd.DataFrame, primary: str) -> pd.DataFrame:
     clean = df[df["role"] == "clean"]
-    clean = clean[clean["operator"] == primary].assign(operator="none", head_set="")
+    clean = clean[clean["operator"].isin((primary, "none"))].assign(operator="none", head_set="")  # "none": one clean cell per step (runner)
     return pd.concat([clean, df[df["role"] != "clean"]], ignore_index=True)
 
 

@@ -15,8 +15,9 @@ The head's p-value is ``max_n p_n`` (intersection-union: above *every* null). p-
 Benjamini-Hochberg-adjusted across the heads of the group (statsmodels ``multipletests``,
 ``fdr_bh``). A head is selected when ``q <= alpha`` and ``min_n effect_n >= min_effect``.
 
-**"top-k"** (:func:`top_k_heads`): the k heads with the largest RI of a group (ties: lower
-layer, then lower head).
+**"top-k"** (:func:`top_k_heads`, the one top-k rule; spec ``heads.rule = "topk"``): the k heads with
+the largest RI above the fake-tail null, best group, among heads whose excess is positive and rests
+on at least ``min_events`` gated events (ties: lower layer, then lower head).
 
 Both return :class:`~ablate.model.heads.HeadSet` s plus a report (rule, parameters, resulting sets) and
 a per-head table.
@@ -142,23 +143,66 @@ def select_sihs(result: RelationIndexResult, *, nulls: tuple[str, ...] = ("basel
     return Selection("null-fdr", params, sets, pd.DataFrame(rows))
 
 
-def top_k_heads(result: RelationIndexResult, k: int, *, groups: list[tuple[str, str]] | None = None) -> Selection:
-    """The ``k`` heads with the highest RI in each group (NaN RI never selected)."""
+def top_k_heads(scores: "RelationIndexResult | pd.DataFrame", k: int, *, groups: list[tuple[str, str]] | None = None,
+                null: str = "baseline", min_events: int = 0) -> Selection:
+    """The one top-k rule: the ``k`` heads with the largest ``max_g [RI_h(g) - RI_h^null(g)]``.
+
+    ``g`` runs over the (relation, direction) groups; a group counts for a head only when its RI
+    rests on at least ``min_events`` gated events (an RI from a handful of events is noise), and
+    only heads whose excess is positive are selected (so fewer than ``k`` may come back). Ties: lower
+    layer, then lower head.
+
+    Args:
+        scores: a :class:`~ablate.scores.relation_index.RelationIndexResult` computed with ``null``,
+            or its tidy :meth:`~ablate.scores.relation_index.RelationIndexResult.frame` (e.g. the rows
+            of ``head_scores.parquet`` of one checkpoint: columns score, relation, direction, layer,
+            head, value, n_events).
+        k: how many heads at most.
+        groups: (relation, direction) pairs (default: all in ``scores``).
+        null: the null the RI must exceed (``"baseline"``: the fake tail).
+        min_events: minimum gated events of the RI in a group.
+
+    Returns:
+        :class:`Selection` with ``sets["all"]`` and a table (layer, head, excess, group, ri, ri_null,
+        n_events, selected) of every head, sorted by rank.
+    """
     if k < 1:
         raise AblateError(f"top_k_heads needs k >= 1, got {k}")
-    groups = result.groups() if groups is None else groups
-    sets, rows = {}, []
+    df = scores.frame() if isinstance(scores, RelationIndexResult) else scores
+    tau = scores.tau if isinstance(scores, RelationIndexResult) else None
+    if null not in set(df["score"]):
+        raise AblateError(f"null {null!r} not in the scores (has {sorted(set(df['score']))}); compute it "
+                          f"(relation_index(..., nulls=({null!r},)) or scores.nulls = [{null!r}])")
+    ri = df[df["score"] == SCORE_RI]
+    if groups is None:
+        groups = list(dict.fromkeys(zip(ri["relation"], ri["direction"])))
+    layers = sorted(set(ri["layer"]))
+    H = int(ri["head"].max()) + 1 if len(ri) else 0
+    excess = np.full((len(layers), H), -np.inf)
+    best = np.full((len(layers), H), "", dtype=object)
+    li_of = {l: i for i, l in enumerate(layers)}
+
+    def grid(frame: pd.DataFrame, col: str) -> np.ndarray:
+        out = np.full((len(layers), H), np.nan)
+        out[[li_of[l] for l in frame["layer"]], frame["head"].to_numpy()] = frame[col].to_numpy()
+        return out
+
     for rel, d in groups:
-        ri = result.ri(rel, d).numpy()
-        cand = [(-float(ri[li, h]), result.layers[li], h) for li in range(ri.shape[0]) for h in range(ri.shape[1])
-                if np.isfinite(ri[li, h])]
-        cand.sort()
-        top = cand[:k]
-        sets[_key(rel, d)] = HeadSet((l, h) for _, l, h in top)
-        rows += [dict(group=_key(rel, d), relation=rel, direction=d, layer=l, head=h, ri=-v, rank=i + 1)
-                 for i, (v, l, h) in enumerate(top)]
-    allset = HeadSet()
-    for s in sets.values():
-        allset = allset | s
-    sets["all"] = allset
-    return Selection("top-k", dict(k=k, tau=result.tau), sets, pd.DataFrame(rows))
+        g = ri[(ri["relation"] == rel) & (ri["direction"] == d)]
+        n = df[(df["score"] == null) & (df["relation"] == rel) & (df["direction"] == d)]
+        if g.empty:
+            continue
+        diff = grid(g, "value") - grid(n, "value")
+        diff = np.where(grid(g, "n_events") >= min_events, diff, np.nan)
+        cand = np.nan_to_num(diff, nan=-np.inf)
+        best = np.where(cand > excess, _key(rel, d), best)
+        excess = np.fmax(excess, cand)
+    order = np.argsort(-excess, axis=None, kind="stable")
+    chosen = [divmod(int(i), H) for i in order[:k] if excess.flat[int(i)] > 0]
+    heads = HeadSet((layers[li], h) for li, h in chosen)
+    rows = [dict(rank=r + 1, layer=layers[divmod(int(i), H)[0]], head=divmod(int(i), H)[1],
+                 excess=float(excess.flat[int(i)]), group=best.flat[int(i)],
+                 selected=(layers[divmod(int(i), H)[0]], divmod(int(i), H)[1]) in heads)
+            for r, i in enumerate(order)]
+    params = dict(k=k, null=null, min_events=min_events, groups=[_key(r, d) for r, d in groups], tau=tau)
+    return Selection("top-k", params, {"all": heads}, pd.DataFrame(rows))

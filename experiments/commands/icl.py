@@ -4,8 +4,9 @@
     ablate icl --series runs/series --steps 0,500,1000 --out runs/icl
     ablate icl --model path/to/model_or.gguf --out runs/icl_one
 
-Writes ``RUN/icl_items.parquet`` and ``RUN/icl_summary.parquet`` (see :mod:`ablate.icl.series`); per
-checkpoint parts in ``RUN/icl_parts/`` make an interrupted run resume where it stopped.
+Writes ``RUN/icl_items.parquet`` and ``RUN/icl_summary.parquet`` (see :mod:`ablate.icl.series`). A
+one-section spec (``[levels]``) run through :mod:`experiments.runner`: one ``levels/step=S`` cell per
+checkpoint, so an interrupted run resumes where it stopped; a single model is step 0.
 """
 
 from __future__ import annotations
@@ -47,19 +48,37 @@ def _names(text: str | None) -> list[str] | None:
 def icl_command(series, model, steps, out, tasks, shots, n_items, controls, seed, part, batch_size,
                 add_bos, no_progress):
     """Measure FC, PD and in-prompt LR per item for every checkpoint of a series."""
+    import pandas as pd
+
     from ablate.model.errors import AblateError
-    from ablate.icl.series import evaluate_series
+    from experiments.runner import run_spec
 
     if (series is None) == (model is None):
         raise click.UsageError("give exactly one of --series DIR or --model PATH")
     if model is not None and steps is not None:
         raise click.UsageError("--steps only applies to --series")
     try:
-        items, summary = evaluate_series(
-            series, out, steps=_ints(steps), model=model, tasks=_names(tasks), shots=_ints(shots),
-            n_items=n_items, controls=_names(controls), seed=seed, part=part, batch_size=batch_size,
-            add_bos=add_bos, progress=not no_progress)
+        spec = levels_spec(series=series, model=model, steps=_ints(steps), seed=seed, tasks=_names(tasks),
+                           shots=_ints(shots), n_items=n_items, controls=_names(controls), part=part,
+                           batch_size=batch_size, add_bos=add_bos)
+        summary = run_spec(spec, out, progress=not no_progress)
     except AblateError as e:
         raise click.ClickException(str(e)) from e
-    click.echo(f"wrote {out}/icl_items.parquet ({len(items)} rows) and {out}/icl_summary.parquet "
-               f"({len(summary)} rows)")
+    if summary.cells_failed:
+        raise click.ClickException(f"{summary.cells_failed} checkpoint(s) failed: {summary.failed}; "
+                                   f"see `ablate status {out}` and re-run to retry them")
+    n_items_rows = len(pd.read_parquet(f"{out}/icl_items.parquet"))
+    n_summary = len(pd.read_parquet(f"{out}/icl_summary.parquet"))
+    click.echo(f"wrote {out}/icl_items.parquet ({n_items_rows} rows) and {out}/icl_summary.parquet "
+               f"({n_summary} rows)")
+
+
+def levels_spec(*, series=None, model=None, steps=None, seed: int = 0, name: str = "icl", tasks=None, **levels):
+    """The one-section spec ``ablate icl`` runs (``levels``: keys of the spec's ``[levels]`` section)."""
+    from experiments.spec import spec_from_dict
+
+    src = {"path": str(series)} if series is not None else {"model": str(model)}
+    src["steps"] = "all" if steps is None else list(steps)
+    lv = {k: (list(v) if isinstance(v, tuple) else v) for k, v in levels.items() if v is not None}
+    lv["tasks"] = "all" if tasks is None else list(tasks)
+    return spec_from_dict({"name": name, "seed": seed, "series": src, "levels": lv}, source="ablate icl")

@@ -4,13 +4,16 @@ Registered in the ``ablate`` console script by ``experiments.cli`` as ``scan_com
 
     ablate scan --series runs/series --out runs/scan1
     ablate scan --model path/to/SmolLM2-135M-Instruct.Q4_1.gguf --out runs/smol --n-sentences 200
+
+A one-section spec (``[scores]``) run through :mod:`experiments.runner`: one ``scores/step=S`` cell
+per checkpoint; ``ablate icl`` and ``ablate run`` into the same folder reuse them.
 """
 
 from __future__ import annotations
 
 import click
 
-__all__ = ["scan_command"]
+__all__ = ["scan_command", "scan_spec"]
 
 
 def _steps(text: str | None) -> list[int] | None:
@@ -42,12 +45,27 @@ def scan_command(series, model, steps, out, sentences, n_sentences, tau, tau_per
     """Score every head (relation index per relation and direction, fake-tail baseline, copying,
     prefix matching) at every checkpoint; resumable per checkpoint."""
     from ablate.model.errors import AblateError
-    from ablate.scores.scan import ScanConfig, scan_series
+    from experiments.runner import run_spec
 
-    cfg = ScanConfig(sentences=sentences, n_sentences=n_sentences, tau=(tau if tau and tau > 0 else None),
-                     tau_percentile=tau_percentile, seed=seed)
+    if (series is None) == (model is None):
+        raise click.UsageError("pass exactly one of a series folder (--series) or a single model (--model)")
     try:
-        path = scan_series(series, out, cfg, steps=_steps(steps), model=model)
+        spec = scan_spec(series=series, model=model, steps=_steps(steps), seed=seed, sentences=sentences,
+                         n_sentences=n_sentences, tau=tau or 0.0, tau_percentile=tau_percentile)
+        summary = run_spec(spec, out)
     except AblateError as e:
         raise click.ClickException(str(e)) from e
-    click.echo(f"wrote {path}")
+    if summary.cells_failed:
+        raise click.ClickException(f"{summary.cells_failed} checkpoint(s) failed: {summary.failed}; "
+                                   f"see `ablate status {out}` and re-run to retry them")
+    click.echo(f"wrote {out}/head_scores.parquet")
+
+
+def scan_spec(*, series=None, model=None, steps=None, seed: int = 0, name: str = "scan", **scores):
+    """The one-section spec ``ablate scan`` runs (``scores``: keys of the spec's ``[scores]`` section)."""
+    from experiments.spec import spec_from_dict
+
+    src = {"path": str(series)} if series is not None else {"model": str(model)}
+    src["steps"] = "all" if steps is None else list(steps)
+    sc = {k: (list(v) if isinstance(v, tuple) else v) for k, v in scores.items() if v is not None}
+    return spec_from_dict({"name": name, "seed": seed, "series": src, "scores": sc}, source="ablate scan")

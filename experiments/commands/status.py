@@ -1,8 +1,21 @@
-"""``ablate status RUN``: done / pending / failed cells of a run folder."""
+"""``ablate status RUN``: done / pending / failed cells of a run folder, in total and per cell kind."""
 
 from __future__ import annotations
 
 import click
+
+
+def _by_kind(st) -> dict[str, tuple[int, int]]:
+    """Cells done / in the grid per cell kind (scores, levels, heads, lr, icl, patch)."""
+    from experiments.cells import KINDS
+
+    out = {}
+    for kind in KINDS:
+        done = sum(k.split("/", 1)[0] == kind for k in st.done)
+        n = done + sum(k.split("/", 1)[0] == kind for k in [*st.pending, *st.failed])
+        if n:
+            out[kind] = (done, n)
+    return out
 
 
 @click.command("status")
@@ -19,6 +32,7 @@ def status_command(run, verbose):
         raise click.ClickException(str(e))
     total = len(st.done) + len(st.pending) + len(st.failed)
     click.echo(f"{run}: {len(st.done)}/{total} cells done, {len(st.pending)} pending, {len(st.failed)} failed")
+    click.echo("  " + ", ".join(f"{kind} {done}/{n}" for kind, (done, n) in _by_kind(st).items()))
     for k, err in st.failed.items():
         click.echo(f"  FAILED  {k}: {err}")
     if verbose:

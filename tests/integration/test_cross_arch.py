@@ -8,6 +8,7 @@ same code for every family and runs on the full spec in the README's commands.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +25,8 @@ TARGET = "L1H0"  # tiny preset: 2 layers x 2 heads
 
 def _small_cross_arch(series_dir: Path):
     d = load_spec(SPEC).to_dict()
-    d["heads"].update(select="explicit", explicit=[TARGET], n_sentences=10)
+    d["heads"].update(select="explicit", explicit=[TARGET])
+    d["scores"]["n_sentences"] = 10
     d["controls"]["random_sets"] = 2
     d["icl"].update(items=2, lr_documents=2)
     return spec_from_dict(d, str(SPEC)).with_series(str(series_dir))  # what --series DIR does
@@ -76,15 +78,18 @@ def test_cross_arch_head_selection_runs_on_trained_family(tmp_path_factory, fami
 
     from ablate.model.handle import load_model
     from checkpoints.series import CheckpointSeries
-    from experiments.heads import select_head_sets
+    from experiments.cells import CellContext, CellKey, run_cell
 
     spec = load_spec(SPEC)
     assert spec.heads.select == "sih"
     last = CheckpointSeries.from_local(trained_series(family, tmp_path_factory))[-1]
     h = load_model(last.locator)
-    rows = select_head_sets(h, spec, last.step, last.tokens_seen).set_index("role")
+    ctx = CellContext(spec, last.step, last.tokens_seen, h)
+    scores = run_cell(ctx, CellKey("scores", last.step))  # what the heads cell reads
+    assert (scores["score"] == "relation_index").any() and scores["n_events"].sum() >= 0
+    rows = run_cell(replace(ctx, scores=scores), CellKey("heads", last.step)).set_index("role")
     details = json.loads(rows.loc["target", "details"])
-    assert details["n_triplets"] > 0 and details["relations"]
+    assert details["groups"] and details["tau"] == spec.scores.tau
     # a tiny series has no SIH: the target may be empty, and then it says so and has no random sets
     target = HeadSet.parse(rows.loc["target", "head_set"])
     assert len(target) <= spec.heads.k

@@ -24,14 +24,6 @@ TINY_SPEC = {
 }
 
 
-@pytest.fixture(scope="session")
-def tiny_series(tmp_path_factory):
-    out = tmp_path_factory.mktemp("series") / "tiny"
-    subprocess.run([sys.executable, "-m", "experiments.commands.train", "--preset", "tiny", "--out", str(out),
-                    "--no-progress"], check=True, capture_output=True)
-    return out
-
-
 def _spec(series_dir, **over):
     d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY_SPEC.items()}
     d["series"]["path"] = str(series_dir)
@@ -59,7 +51,9 @@ def test_kill_mid_run_then_resume_equals_uninterrupted(tiny_series, tmp_path):
     spec_path = _write_spec(tmp_path, _spec(tiny_series))
     full = tmp_path / "full"
     s = run_spec(load_spec(spec_path), full, progress=False)
-    assert s.cells_failed == 0 and s.cells_done == 2 * (1 + 3 * 3)
+    # per step: scores (read by the induction set), heads, clean lr + 2 clean icl, 3 operators x (lr + 2 icl)
+    per_step = 1 + 1 + (1 + 2) + 3 * (1 + 2)
+    assert s.cells_failed == 0 and s.cells_done == 2 * per_step
     ref = pd.read_parquet(full / "results.parquet")
     assert set(ref["condition"]) == {"clean", "target", "induction", "random"}
     assert set(ref["operator"]) == {"none", "mean", "zero", "resample"}
@@ -80,9 +74,9 @@ def test_kill_mid_run_then_resume_equals_uninterrupted(tiny_series, tmp_path):
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     done_before = len(list((killed / "cells").glob("*.parquet")))
-    assert 5 <= done_before < 20
+    assert 5 <= done_before < 2 * per_step
     s2 = run_spec(load_spec(spec_path), killed, progress=False)
-    assert s2.cells_skipped == done_before and s2.cells_done == 20 - done_before
+    assert s2.cells_skipped == done_before and s2.cells_done == 2 * per_step - done_before
     got = pd.read_parquet(killed / "results.parquet")
     pd.testing.assert_frame_equal(got, ref)
     pd.testing.assert_frame_equal(pd.read_parquet(killed / "raw_icl.parquet").drop(columns="cell"),
@@ -90,7 +84,7 @@ def test_kill_mid_run_then_resume_equals_uninterrupted(tiny_series, tmp_path):
 
     # a changed spec into the same run folder is refused, and --new starts over
     other = load_spec(_write_spec(tmp_path, _spec(tiny_series, seed=4)))
-    with pytest.raises(RunMismatchError, match="different spec"):
+    with pytest.raises(RunMismatchError, match="other settings .*seed: 3 there, 4 now"):
         run_spec(other, killed, progress=False)
 
 
@@ -116,7 +110,7 @@ def test_patch_cells_write_a_patching_table(tiny_series, tmp_path):
               icl={"shots": [0, 3]})
     s = run_spec(spec_from_dict(d, "t.toml"), tmp_path / "run", progress=False)
     assert s.cells_failed == 0, s.failed
-    assert s.cells_done == 2 * (1 + 1 + 2 + 2)  # heads, lr, 2 icl, 2 patch per step
+    assert s.cells_done == 2 * (1 + 1 + 2 * (1 + 2) + 2)  # scores, heads, (clean, mean) x (lr, 2 icl), 2 patch
     pt = pd.read_parquet(tmp_path / "run" / "patching.parquet")
     assert set(pt["condition"]) == {"target", "induction", "random"}
     assert set(pt["shots"]) == {3}  # 0-shot prompts have nothing to shuffle

@@ -1,10 +1,11 @@
-"""`ablate icl` end to end on a tiny two-checkpoint series: tables, resume, settings guard."""
+"""`ablate icl` end to end on a tiny two-checkpoint series: tables, resume, settings guard
+(a one-section ``[levels]`` spec through the runner)."""
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from ablate.icl.series import IclRunError, evaluate_model, evaluate_series, summarize
+from ablate.icl.series import evaluate_model, summarize
 from experiments.commands.icl import icl_command
 from ablate.testing.tiny import tiny_model, tiny_tokenizer
 
@@ -45,19 +46,26 @@ def test_cli_series_tables_and_resume(series_dir, tmp_path):
     assert len(items) == 2 * 2 * 3 * 4 * 2
     assert {"n", "fc", "pd", "fc_sem", "min_shots_fc80", "chance"} <= set(summary.columns)
     assert len(summary) == 2 * 2 * 3 * 2
-    # resume: the parts are reused, no model is loaded again
+    # resume: the finished cells are reused, no model is loaded again
     (out / "icl_items.parquet").unlink()
 
-    def no_load(path):
+    def no_load(*a, **k):
         raise AssertionError("resumed run must not reload a finished checkpoint")
 
-    items2, _ = evaluate_series(series_dir, out, tasks=TASKS.split(","), shots=[0, 2, 4], n_items=4,
-                                controls=["clean", "shuffled"], progress=False, loader=no_load)
-    pd.testing.assert_frame_equal(items2, items)
-    # other settings in the same folder are refused
-    with pytest.raises(IclRunError, match="other settings"):
-        evaluate_series(series_dir, out, tasks=TASKS.split(","), shots=[0, 2], n_items=4,
-                        controls=["clean", "shuffled"], progress=False, loader=no_load)
+    import ablate.model.handle
+    import sys
+
+    import checkpoints.sweep  # noqa: F401  (checkpoints.sweep the name is a function; the module is in sys.modules)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ablate.model.handle, "load_model", no_load)
+        mp.setattr(sys.modules["checkpoints.sweep"], "read_state_dict", no_load)
+        r = _run(args)
+    assert r.exit_code == 0, r.output
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "icl_items.parquet"), items)
+    # other settings in the same folder are refused, naming the setting
+    r = CliRunner().invoke(icl_command, args[:6] + ["--shots", "0,2"] + args[8:])
+    assert r.exit_code != 0 and "other settings" in r.output and "levels.shots" in r.output
 
 
 def test_cli_steps_and_single_model(series_dir, tmp_path):
@@ -68,7 +76,7 @@ def test_cli_steps_and_single_model(series_dir, tmp_path):
     r = _run(["--model", str(series_dir / "step_0"), "--out", str(tmp_path / "b"), "--tasks", "rel_obj",
               "--shots", "1", "--n-items", "2", "--no-progress"])
     assert r.exit_code == 0, r.output
-    assert pd.read_parquet(tmp_path / "b" / "icl_items.parquet")["step"].isna().all()
+    assert set(pd.read_parquet(tmp_path / "b" / "icl_items.parquet")["step"]) == {0}  # a single model is step 0
     r = CliRunner().invoke(icl_command, ["--series", str(series_dir), "--steps", "7", "--out",
                                          str(tmp_path / "c"), "--no-progress"])
     assert r.exit_code != 0 and "not in the series" in r.output

@@ -1,4 +1,5 @@
-"""`ablate scan`: tidy head_scores.parquet over a series, resumable per checkpoint."""
+"""`ablate scan`: tidy head_scores.parquet over a series, resumable per checkpoint (a one-section
+``[scores]`` spec through the runner)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from ablate.scores.scan import COLUMNS, ScanConfig, discover_series, scan_series
-from experiments.commands.scan import scan_command
+from ablate.scores.scan import COLUMNS
+from experiments.commands.scan import scan_command, scan_spec
+from experiments.runner import make_plan, run_spec
 from ablate.testing.tiny import tiny_model, tiny_tokenizer
 
 
@@ -27,7 +29,9 @@ def series(tmp_path_factory):
 
 
 def test_discover(series):
-    assert [(s, t) for s, t, _ in discover_series(series)] == [(0, 0), (100, 51200)]
+    plan = make_plan(scan_spec(series=series))
+    assert plan.steps == [0, 100] and plan.tokens_seen == {0: 0, 100: 51200}
+    assert [str(k) for k in plan.grid] == ["scores/step=0", "scores/step=100"]
 
 
 def test_scan_cli_tidy_and_resumable(series, tmp_path):
@@ -42,8 +46,8 @@ def test_scan_cli_tidy_and_resumable(series, tmp_path):
     assert {"subj", "obj", "mod"} <= set(df.relation) and {"forward", "reverse"} <= set(df.direction)
     ri = df[df.score == "relation_index"]
     assert ri.value.dropna().between(0, 1).all() and (ri.n_events >= 0).all()
-    # resume: parts are not recomputed
-    part = out / "parts" / "step_100.parquet"
+    # resume: finished cells are not recomputed
+    part = out / "cells" / "scores__step=100.parquet"
     mtime = part.stat().st_mtime_ns
     (out / "head_scores.parquet").unlink()
     r = CliRunner().invoke(scan_command, args)
@@ -51,14 +55,14 @@ def test_scan_cli_tidy_and_resumable(series, tmp_path):
     assert len(pd.read_parquet(out / "head_scores.parquet")) == len(df)
     # other settings on the same run folder are refused
     r = CliRunner().invoke(scan_command, args[:-2] + ["--seed", "2"])
-    assert r.exit_code != 0 and "other settings" in r.output
+    assert r.exit_code != 0 and "other settings" in r.output and "seed" in r.output
 
 
 def test_scan_steps_and_errors(series, tmp_path):
-    cfg = ScanConfig(n_sentences=6, copying=False, prefix_matching=False, tau=None)
-    p = scan_series(series, tmp_path / "r", cfg, steps=[100], progress=False)
-    assert set(pd.read_parquet(p).step) == {100}
+    cfg = dict(n_sentences=6, copying=False, prefix_matching=False, tau=0.0)
+    run_spec(scan_spec(series=series, steps=[100], **cfg), tmp_path / "r", progress=False)
+    assert set(pd.read_parquet(tmp_path / "r" / "head_scores.parquet").step) == {100}
     with pytest.raises(Exception, match="not in the series"):
-        scan_series(series, tmp_path / "r2", cfg, steps=[7], progress=False)
-    with pytest.raises(Exception, match="exactly one"):
-        scan_series(None, tmp_path / "r3", cfg)
+        run_spec(scan_spec(series=series, steps=[7], **cfg), tmp_path / "r2", progress=False)
+    r = CliRunner().invoke(scan_command, ["--out", str(tmp_path / "r3")])
+    assert r.exit_code != 0 and "exactly one" in r.output

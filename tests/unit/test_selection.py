@@ -43,9 +43,17 @@ def test_min_effect_and_missing_null(planted_result):
 
 
 def test_top_k(planted_result):
+    """The one top-k rule: largest RI above the fake tail; the same on the result and on its tidy frame."""
     sel = top_k_heads(planted_result, 2)
-    s = sel.sets["planted/forward"]
-    assert len(s) == 2 and (0, 0) in s
-    assert sel.table.iloc[0].ri > 0.99 and sel.rule == "top-k"
+    assert (0, 0) in sel.sets["all"] and len(sel.sets["all"]) <= 2
+    top, second = sel.table.iloc[0], sel.table.iloc[1]
+    assert (top["layer"], top["head"]) == (0, 0) and top.excess > 0.9 and top.group == "planted/forward"
+    assert second.excess < 0.2  # the other heads barely beat their fake tail
+    assert sel.rule == "top-k" and sel.params["null"] == "baseline"
+    assert top_k_heads(planted_result.frame(), 2).sets == sel.sets
+    # enough events are required: with an impossible minimum nothing is selected
+    assert len(top_k_heads(planted_result, 2, min_events=10**9).sets["all"]) == 0
     with pytest.raises(AblateError):
         top_k_heads(planted_result, 0)
+    with pytest.raises(AblateError, match="null 'nope'"):
+        top_k_heads(planted_result, 2, null="nope")

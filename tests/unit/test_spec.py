@@ -54,3 +54,75 @@ def test_hash_depends_on_content_only(tmp_path):
 def test_missing_file_lists_shipped_specs():
     with pytest.raises(SpecError, match="sih_ablation"):
         load_spec("no_such_spec")
+
+
+# ---- issue 13: enum options declared once, sections of the one grid -----------------------------
+
+@pytest.mark.parametrize("patch, msg", [
+    ({"heads": {"rule": "top_k"}}, r"heads.rule: 'top_k' is not one of 'topk', 'fdr' \(did you mean 'topk'\?\)"),
+    ({"heads": {"at": "finale"}}, "did you mean 'final'"),
+    ({"operators": {"positions": "lst"}}, "did you mean 'last'"),
+    ({"scores": {"directions": ["forward", "revers"]}}, r"scores.directions\[1\].*did you mean 'reverse'"),
+    ({"scores": {"nulls": ["shufled"]}}, "did you mean 'shuffled'"),
+    ({"icl": {"controls": ["clean", "nolabl"]}}, "did you mean 'nolabel'"),
+    ({"levels": {"part": "held"}}, "did you mean 'heldout'"),
+    ({"scores": {"relations": ["subj", "ob"]}}, "unknown relation 'ob'"),
+    ({"scores": {"tau": -1}}, "scores.tau = -1.0: must be >= 0"),
+    ({"scores": {"tau_percentile": 150}}, r"must lie in \[0, 100\]"),
+    ({"operators": {"robustness": ["zero", "patch"]}}, "unknown operator 'patch'"),
+    ({"heads": {"select": "explicit", "explicit": ["L0H1", "L0H1"]}}, "same head set twice"),
+])
+def test_enum_values_are_checked_once_with_did_you_mean(patch, msg):
+    with pytest.raises(SpecError, match=msg):
+        spec_from_dict({**BASE, **patch}, "f.toml")
+
+
+@pytest.mark.parametrize("section, key, home", [("heads", "n_sentences", "scores"), ("heads", "relations", "scores"),
+                                                ("icl", "positions", "operators"), ("heads", "max_tokens", "scores")])
+def test_a_key_in_the_wrong_section_names_its_section(section, key, home):
+    with pytest.raises(SpecError, match=rf"unknown key {section}.'{key}'.*belongs to the \[{home}\] section"):
+        spec_from_dict({**BASE, section: {key: 1}}, "f.toml")
+
+
+def test_parts_follow_the_sections():
+    from experiments.spec import ABLATION_SECTIONS
+
+    assert spec_from_dict(BASE).parts == ("ablation",)  # nothing but a series: the protocol
+    s = spec_from_dict({**BASE, "scores": {"n_sentences": 5}})
+    assert s.parts == ("scores",) and s.needs_scores and not s.ablation
+    s = spec_from_dict({**BASE, "levels": {"shots": [0, 1]}})
+    assert s.parts == ("levels",) and not s.needs_scores and s.levels.shots == (0, 1)
+    for sec in ABLATION_SECTIONS:
+        assert spec_from_dict({**BASE, "scores": {}, sec: {}}).parts == ("scores", "ablation")
+    # the head selection needs scores unless every set is explicit and there is no induction set
+    d = {**BASE, "heads": {"select": "explicit", "explicit": ["L0H0"], "induction": False}}
+    assert not spec_from_dict(d).needs_scores
+    # a spec survives its own dict (the manifest form)
+    s = load_spec("sih_ablation")
+    assert spec_from_dict(s.to_dict(), s.source) == s and s.scores.n_sentences is None  # = `ablate scan`
+
+
+def test_cell_keys_are_typed_and_round_trip():
+    from experiments.cells import CellKey
+
+    for k in (CellKey("scores", 0), CellKey("levels", 10), CellKey("heads", 3), CellKey("lr", 5, op="none"),
+              CellKey("lr", 5, op="mean"), CellKey("icl", 20, op="zero", task="pd_order_letter"),
+              CellKey("patch", 1, task="binary_fruit_month")):
+        assert CellKey.parse(str(k)) == k
+    assert str(CellKey("icl", 20, op="mean", task="rel_subj")) == "icl/step=20/op=mean/task=rel_subj"
+    assert CellKey("icl", 2, op="none", task="t").clean
+    from ablate.model.errors import AblateError
+
+    for bad in (lambda: CellKey("lr", 1), lambda: CellKey("scores", 1, op="mean"), lambda: CellKey("icl", 1, op="meen", task="t"),
+                lambda: CellKey("heatmap", 1), lambda: CellKey.parse("icl/step=x")):
+        with pytest.raises(AblateError):
+            bad()
+
+
+def test_plain_scan_and_the_shipped_sih_ablation_share_their_scores():
+    """README's study: `ablate scan` (defaults) then `ablate run sih_ablation` into one folder."""
+    from experiments.commands.scan import scan_spec
+
+    scan = scan_spec(series="runs/x", seed=0, sentences=None, n_sentences=None, tau=2.2, tau_percentile=None)
+    run = load_spec("sih_ablation")
+    assert scan.scores == run.scores and scan.seed == run.seed
