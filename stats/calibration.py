@@ -71,7 +71,7 @@ def rate(table: pd.DataFrame, alpha: float = 0.05) -> tuple[float, float, float,
 LEAST_FAVOURABLE = {"lr": 0.6, "fc": 0.0, "pd": 0.6}
 
 
-def level_and_power(configs=CONFIGS, *, n_level: int = 500, n_power: int = 200, effects=(0.1, 0.2, 0.3),
+def level_and_power(configs=CONFIGS, *, n_level: int = 1000, n_power: int = 200, effects=(0.1, 0.2, 0.3),
                     alpha: float = 0.05, seed: int = 0, print_fn=print) -> pd.DataFrame:
     """Level at the least-favourable null and power per configuration; prints a Markdown table."""
     rows = []
@@ -96,5 +96,5 @@ def _line(r: dict, effects) -> str:
 
 def header(effects=(0.1, 0.2, 0.3), n_power: int = 200) -> str:
     cols = " | ".join(f"power, PD - max(LR, FC) = {e:g} ({n_power} studies)" for e in effects)
-    return ("| configuration (0/1 FC and PD, 12 queries x shots 4, 8) | studies | rejection rate at the least-"
+    return ("| configuration (0/1 FC and PD, 24 queries x shots 4, 8; 0-shot left out) | studies | rejection rate at the least-"
             f"favourable null, alpha .05 [95% CI] | {cols} |\n|---|---|---|" + "---|" * len(effects))
