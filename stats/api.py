@@ -134,7 +134,12 @@ def _test_groups(tested: pd.DataFrame, basis: str, counts: pd.DataFrame | None) 
             why = {}
             for r in bad["reason"]:
                 for part in str(r).split("; "):
-                    tag = part.split(" at step")[0] if " absent" in part else part
+                    if " absent at step" in part:
+                        tag = part.split(" at step")[0]
+                    elif " not measured" in part:
+                        tag = part.split(" for task")[0]
+                    else:
+                        continue  # the second clause of an 'absent' reason (details in exclusions.csv)
                     why[tag] = why.get(tag, 0) + 1
             notes.append(f"{len(bad)} of {len(g)} task(s) excluded: " + ", ".join(
                 f"{t} ({v})" for t, v in why.items()) + " (details: exclusions.csv)")

@@ -291,7 +291,7 @@ def presence_tests(clean: pd.DataFrame, *, seed: int = 0, n_resamples: int = 199
 
 
 def normalised_drops(results: pd.DataFrame, cols: Columns = Columns(),
-                     min_gap: dict[str, float] | None = None, *, presence_alpha: float = PRESENCE_ALPHA,
+                     min_gap: dict[str, float] | None = None, *, presence_alpha: float | None = PRESENCE_ALPHA,
                      seed: int = 0) -> DropTables:
     """Per-item normalised drops with task x checkpoint normalisers (module docstring).
 
@@ -302,7 +302,8 @@ def normalised_drops(results: pd.DataFrame, cols: Columns = Columns(),
         results: the tidy results table (see module docstring).
         cols: column-name mapping.
         min_gap: pre-registered thresholds per ability (validated, > 0).
-        presence_alpha: level of the pre-registered "clean above floor" test.
+        presence_alpha: level of the pre-registered "clean above floor" test (None: the gap rule
+            alone, e.g. for hand-made tables with too few queries for any test).
 
     Returns:
         DropTables.
@@ -349,7 +350,7 @@ def normalised_drops(results: pd.DataFrame, cols: Columns = Columns(),
         nm["threshold"] = nm["ability"].map(thr)
         pres = presence_tests(clean, seed=seed)
         nm = nm.merge(pres, on=["step", "task", "ability"], how="left")
-        reliable = nm["p_present"] < presence_alpha
+        reliable = (nm["p_present"] < presence_alpha) if presence_alpha is not None else pd.Series(True, index=nm.index)
         big = nm["gap"] >= nm["threshold"]
         nm["excluded"] = ~(reliable & big)
         nm["near_threshold"] = ~nm["excluded"] & (nm["gap"] < 2 * nm["threshold"])
@@ -358,7 +359,7 @@ def normalised_drops(results: pd.DataFrame, cols: Columns = Columns(),
             why = []
             if not r.gap >= r.threshold:
                 why.append(f"clean - floor = {r.gap:.3g} < threshold {r.threshold:.3g}")
-            if not r.p_present < presence_alpha:
+            if presence_alpha is not None and not r.p_present < presence_alpha:
                 why.append(f"clean not reliably above its floor (presence test p = {r.p_present:.3g}, "
                            f"{r.n_queries} queries)")
             reasons.append(f"{r.ability.upper()} absent at step {r.step}, task {r.task!r}: " + "; ".join(why)

@@ -7,8 +7,9 @@ DESIGN.md: never correlate raw levels (both trend with training). This module
       y(x) = lo + A / (1 + exp(-(x - x0) / w)),   w > 0,   x0 = midpoint (log10 tokens)
 
   fitted with :func:`scipy.optimize.curve_fit`, **only when the sigmoid beats both a constant and a
-  straight line in x** by the small-sample Akaike criterion (AICc, Gaussian errors; reported as
-  ``aicc_constant``, ``aicc_line``, ``aicc_sigmoid``, ``best_model``). Otherwise the curve has "no
+  straight line in x**: the smallest small-sample Akaike criterion (AICc, Gaussian errors; reported
+  as ``aicc_constant``, ``aicc_line``, ``aicc_sigmoid``, ``best_model``) *and* F tests of the
+  sigmoid against each simpler model at p < .05 (pure noise is dated in < 10% of curves, tested). Otherwise the curve has "no
   dated rise": ``constant`` (nothing emerged) or ``line`` (a steady trend, no onset). A residual
   bootstrap (refit on fitted + resampled residuals) gives the 95% percentile CI of x0. A sigmoid
   with A < 0 is a **fall** (``direction = "falls"``): its midpoint is reported as the fall's, never
@@ -134,15 +135,23 @@ def fit_sigmoid(x: np.ndarray, y: np.ndarray, *, n_boot: int = 200, seed: int = 
         return res
     fitted = sigmoid(x, *popt)
     resid = y - fitted
-    res.aicc_sigmoid = _aicc(float(np.sum(resid ** 2)), n, 4)
+    rss_s = float(np.sum(resid ** 2))
+    res.aicc_sigmoid = _aicc(rss_s, n, 4)
     aics = {"constant": res.aicc_constant, "line": res.aicc_line, "sigmoid": res.aicc_sigmoid}
     res.best_model = min(aics, key=aics.get)
+    # and the sigmoid's extra parameters must pay off in an F test against each simpler model
+    from scipy.stats import f as f_dist
+    den = max(rss_s / (n - 4), 1e-300) if n > 4 else float("inf")
+    p_c = float(f_dist.sf(((rss_c - rss_s) / 3) / den, 3, n - 4)) if n > 4 else 1.0
+    p_l = float(f_dist.sf(((rss_l - rss_s) / 2) / den, 2, n - 4)) if n > 4 else 1.0
+    if res.best_model == "sigmoid" and max(p_c, p_l) >= 0.05:
+        res.best_model = "constant" if res.aicc_constant <= res.aicc_line or p_c >= 0.05 else "line"
     res.lo, res.amplitude, res.midpoint, res.width = (float(v) for v in popt)
     res.direction = "falls" if res.amplitude < 0 else "rises"
     if res.best_model != "sigmoid":
-        res.reason = (f"no dated {'fall' if res.direction == 'falls' else 'rise'}: a {res.best_model} fits "
-                      f"better (AICc constant {res.aicc_constant:.1f}, line {res.aicc_line:.1f}, sigmoid "
-                      f"{res.aicc_sigmoid:.1f})")
+        res.reason = (f"no dated rise or fall: a {res.best_model} explains the curve as well (AICc constant "
+                      f"{res.aicc_constant:.1f}, line {res.aicc_line:.1f}, sigmoid {res.aicc_sigmoid:.1f}; sigmoid "
+                      f"vs constant F-test p = {p_c:.3g}, vs line p = {p_l:.3g})")
         res.midpoint = float("nan")
         res.direction = "flat" if res.best_model == "constant" else ("trend up" if beta[0] > 0 else "trend down")
         return res
