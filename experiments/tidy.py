@@ -5,18 +5,26 @@ Raw rows (RUN/raw_icl.parquet, RUN/raw_lr.parquet) keep every control prompt and
 
 =================  ===========================================================================
 ``condition``      ``clean`` / ``target`` / ``induction`` / ``random`` (the head set's role)
-``lr``             loss reduction of a held-out document: loss over the early window minus loss over
-                   the late window (higher = more ability; windows scaled to the context, see
-                   ``ablate.icl.loss_reduction``), on the pseudo-task ``lr_docs``
+``lr``             loss reduction, **higher = more in-context ability** (one sign everywhere):
+                   on ICL rows the item's in-prompt LR ``lr_prompt`` (answer loss of the first
+                   demonstrations minus that of the last ones, :mod:`ablate.icl.metrics`; NaN with
+                   fewer than 2 demonstrations), so LR, FC and PD of an item come from the same
+                   prompt under the same intervention; on the pseudo-task ``lr_docs`` the
+                   document-level LR ``loss_early - loss_late`` (Olsson-style windows on held-out
+                   text, ``ablate.icl.loss_reduction``): a *secondary* measure that
+                   :mod:`stats` reports but never pairs with a task
 ``fc``, ``pd``     greedy format compliance / pattern discovery on the real-label prompt (0/1)
 ``fc_floor``       FC of the same item's *no-label* prompt (format not shown)
 ``pd_floor``       chance within the label set (1 / number of classes)
-``pd_shuffled``    PD on the shuffled-label prompt (reported; a mapping-free control)
+``pd_shuffled``    PD on the shuffled-label prompt (reported beside the floor; a mapping-free control)
+``family``         the task's family (``classification`` / ``relation`` / ``pattern``), for curves
 ``fc_cont``, ``pd_cont``, ``gold_logprob``, ``lr_prompt``   continuous companions of the above
 ``loss_early``, ``loss_late``   the raw window losses of ``lr_docs`` rows
 =================  ===========================================================================
 
-Clean rows are written once per checkpoint, with ``operator = "none"``.
+Clean rows are written once per checkpoint, with ``operator = "none"``. ``item`` is the query
+index: :func:`ablate.icl.tasks.make_items` reuses the same query at every shot count, so
+``(task, item)`` across shots is one resampling unit for :mod:`stats`.
 """
 
 from __future__ import annotations
@@ -25,6 +33,13 @@ import numpy as np
 import pandas as pd
 
 KEYS = ["step", "tokens_seen", "condition", "head_set", "operator", "control_index", "task", "shots", "item"]
+
+
+def _family(task: str) -> str:
+    from ablate.icl.tasks import TASKS
+
+    t = TASKS.get(task)
+    return t.kind if t is not None else str(task)
 
 
 def _clean_once(df: pd.DataFrame, primary: str) -> pd.DataFrame:
@@ -41,18 +56,21 @@ def results_table(raw_icl: pd.DataFrame, raw_lr: pd.DataFrame, primary: str) -> 
         idx = ["step", "tokens_seen", "condition", "head_set", "operator", "control_index", "task", "shots", "item"]
         real = icl[icl["control"] == "clean"].set_index(idx)
         out = real[["fc", "pd", "fc_cont", "pd_cont", "gold_logprob", "lr_prompt", "chance"]].copy()
+        out["lr"] = out["lr_prompt"]
         nolab = icl[icl["control"] == "nolabel"].set_index(idx)["fc"]
         shuf = icl[icl["control"] == "shuffled"].set_index(idx)["pd"]
         out["fc_floor"] = nolab.reindex(out.index) if len(nolab) else np.nan
         out["pd_floor"] = out.pop("chance")
         out["pd_shuffled"] = shuf.reindex(out.index) if len(shuf) else np.nan
-        out["lr"] = np.nan
-        parts.append(out.reset_index())
+        out = out.reset_index()
+        out["family"] = out["task"].map({t: _family(t) for t in out["task"].unique()})
+        parts.append(out)
     if len(raw_lr):
         lr = _clean_once(raw_lr, primary).rename(columns={"role": "condition", "doc": "item"})
-        lr = lr.assign(shots=0, task="lr_docs", lr=-lr["lr_late"], fc=np.nan, pd=np.nan,
+        # lr_late = loss_early - loss_late: higher = more ability, the sign of lr_prompt
+        lr = lr.assign(shots=0, task="lr_docs", family="lr_docs", lr=lr["lr_late"], fc=np.nan, pd=np.nan,
                        fc_floor=np.nan, pd_floor=np.nan)
-        cols = KEYS + ["lr", "fc", "pd", "fc_floor", "pd_floor", "loss_early", "loss_late", "lr_mid", "olsson"]
+        cols = KEYS + ["family", "lr", "fc", "pd", "fc_floor", "pd_floor", "loss_early", "loss_late", "lr_mid", "olsson"]
         parts.append(lr[[c for c in cols if c in lr.columns]])
     if not parts:
         return pd.DataFrame(columns=KEYS + ["lr", "fc", "pd", "fc_floor", "pd_floor"])

@@ -10,10 +10,11 @@ averaged within task first). Its p-value is ``p_IUT = max(p_LR, p_FC)``; it is a
 without any multiplicity correction, and it is exact (size = alpha up to the discreteness of the
 permutation distribution) at the least-favourable null (one difference zero, the other large).
 
-The sign-flip tests use :func:`scipy.stats.permutation_test` (``permutation_type="samples"`` with
-one sample flips the sign of each unit). With n units, all 2^n sign vectors are enumerated when
-``2^n <= max_exact`` (p = #{T* >= T} / 2^n, the identity included); otherwise ``n_resamples``
-random sign vectors are drawn with a seed (p = (1 + #{T* >= T}) / (n_resamples + 1)).
+The sign-flip tests are one matrix product per batch of datasets (sign vectors x units), equal to
+:func:`scipy.stats.permutation_test` (``permutation_type="samples"``; the equality is tested) but
+fast enough for calibration studies of thousands of datasets. With n units, all 2^n sign vectors
+are enumerated when ``2^n <= max_exact`` (p = #{T* >= T} / 2^n, the identity included); otherwise
+``n_resamples`` random sign vectors are drawn with a seed (p = (1 + #{T* >= T}) / (n_resamples + 1)).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sst
 
 DEFAULT_MAX_EXACT = 2 ** 16
 DEFAULT_RESAMPLES = 9999
@@ -43,12 +43,30 @@ class SignFlipResult:
     min_p: float
 
 
+def _sign_matrix(n: int, exact: bool, n_resamples: int, seed: int | None) -> np.ndarray:
+    """All 2^n sign vectors (exact) or ``n_resamples`` random ones, as a float (B, n) matrix."""
+    if exact:
+        codes = np.arange(2 ** n, dtype=np.int64)[:, None] >> np.arange(n, dtype=np.int64)[None, :]
+        return 1.0 - 2.0 * (codes & 1)
+    rng = np.random.default_rng(seed)
+    return rng.choice(np.array([-1.0, 1.0]), size=(int(n_resamples), n))
+
+
 def sign_flip_test(diffs: np.ndarray, *, alternative: str = "greater", max_exact: int = DEFAULT_MAX_EXACT,
                    n_resamples: int = DEFAULT_RESAMPLES, seed: int | None = 0) -> SignFlipResult:
     """One-sided (or two-sided) paired sign-flip permutation test of mean(diffs) = 0.
 
     Statistic ``T = mean_t d_t``; null distribution ``T* = mean_t s_t d_t`` with independent signs
-    ``s_t = +-1`` (valid when each d_t is symmetric about 0 under H0).
+    ``s_t = +-1`` (valid when each d_t is symmetric about 0 under H0). All batches are tested at
+    once as one matrix product ``signs (B, n) @ d (n, G)`` (the same sign vectors for every batch
+    row, drawn once with the seed); the p-values equal
+    :func:`scipy.stats.permutation_test` (``permutation_type="samples"``) -- tested.
+
+    * exact (``2^n <= max_exact``): ``p = #{T* >= T} / 2^n`` over all sign vectors (identity included);
+    * Monte Carlo: ``p = (1 + #{T* >= T}) / (n_resamples + 1)`` (never 0).
+
+    Ties are counted with a relative tolerance of 1e-12 (as scipy does), so 0/1 data give exact
+    p-values.
 
     Args:
         diffs: shape (..., n): paired differences per unit (the last axis are the units; leading
@@ -62,7 +80,7 @@ def sign_flip_test(diffs: np.ndarray, *, alternative: str = "greater", max_exact
         SignFlipResult with ``pvalue`` of shape ``diffs.shape[:-1]`` (a float for 1-D input).
 
     Raises:
-        ValueError: fewer than 2 units, or non-finite differences.
+        ValueError: fewer than 2 units, non-finite differences, unknown alternative.
     """
     d = np.asarray(diffs, dtype=float)
     if d.ndim == 0 or d.shape[-1] < 2:
@@ -73,17 +91,32 @@ def sign_flip_test(diffs: np.ndarray, *, alternative: str = "greater", max_exact
     if not np.all(np.isfinite(d)):
         raise ValueError("stats.contrasts.sign_flip_test: differences contain NaN/inf; drop units with a "
                          "missing ability before testing (see stats.drops.unit_table 'valid').")
+    if alternative not in ("greater", "less", "two-sided"):
+        raise ValueError(f"stats.contrasts.sign_flip_test: alternative must be 'greater', 'less' or "
+                         f"'two-sided', got {alternative!r}.")
     n = d.shape[-1]
     exact = 2.0 ** n <= max_exact
     nres = int(2 ** n) if exact else int(n_resamples)
-    res = sst.permutation_test((d,), _mean_stat, permutation_type="samples", vectorized=True,
-                               n_resamples=np.inf if exact else nres, alternative=alternative, axis=-1,
-                               rng=None if exact else np.random.default_rng(seed), batch=512)
-    p = res.pvalue
+    flat = d.reshape(-1, n)
+    obs = flat.mean(axis=1)
+    signs = _sign_matrix(n, exact, nres, seed)
+    counts = np.zeros(flat.shape[0])
+    for start in range(0, signs.shape[0], 8192):  # bounded memory: (chunk, G) at a time
+        null = signs[start:start + 8192] @ flat.T / n
+        tol = 1e-12 * np.maximum(1.0, np.abs(obs))
+        if alternative == "greater":
+            counts += np.sum(null >= obs - tol, axis=0)
+        elif alternative == "less":
+            counts += np.sum(null <= obs + tol, axis=0)
+        else:
+            counts += np.sum(np.abs(null) >= np.abs(obs) - tol, axis=0)
+    p = counts / nres if exact else (1.0 + counts) / (nres + 1.0)
+    p = np.minimum(p, 1.0)
     min_p = 1.0 / nres if exact else 1.0 / (nres + 1)
     if d.ndim == 1:
-        return SignFlipResult(float(res.statistic), float(p), exact, n, nres, min_p)
-    return SignFlipResult(np.asarray(res.statistic), np.asarray(p), exact, n, nres, min_p)
+        return SignFlipResult(float(obs[0]), float(p[0]), exact, n, nres, min_p)
+    shape = d.shape[:-1]
+    return SignFlipResult(obs.reshape(shape), p.reshape(shape), exact, n, nres, min_p)
 
 
 @dataclass(frozen=True)

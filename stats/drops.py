@@ -1,7 +1,7 @@
 """Normalised and specific drops: from the tidy ablation results table to per-task units.
 
-Input contract (produced by the experiments runner)
----------------------------------------------------
+Input contract (produced by the runner: :func:`experiments.tidy.results_table`)
+------------------------------------------------------------------------------
 A tidy :class:`pandas.DataFrame` ``results`` with one row per
 (step, condition, control_index, operator, task, shots, item) and the columns
 
@@ -12,21 +12,32 @@ A tidy :class:`pandas.DataFrame` ``results`` with one row per
                           ``"random"`` (matched random head set), ``"induction"`` or any other
                           name (another tested head set)
 ``head_set``              str like ``"L0H1,L1H3"`` (empty / ``""`` for clean rows)
-``operator``              str: ``"zero"``, ``"mean"``, ``"resample"``, ``"patch"``; ``"none"`` for clean
+``operator``              str: ``"zero"``, ``"mean"``, ``"resample"``; ``"none"`` for clean
 ``control_index``         int, index of the random set (0..R-1); ``-1`` for non-random rows
-``task``                  str, ICL task; LR may live on its own pseudo-task ``"lr_docs"``
-``shots``                 int
-``item``                  int, item index within (task, shots)
-``lr``                    loss reduction of the item (loss early window - loss late window;
-                          higher = more ability). Floor is 0.
+``task``                  str, ICL task. The pseudo-task ``"lr_docs"`` holds document-level LR
+                          (held-out text): a *secondary* measure (:func:`document_lr`), never a
+                          unit of the paired test.
+``shots``                 int (0-shot prompts are the FC floor, not a level of ICL: they never
+                          enter a drop, and are counted in :attr:`DropTables.counts`)
+``item``                  int, the **query** index: the same query at every shot count, so
+                          ``(task, item)`` across shots is one resampling cluster
+``lr``                    loss reduction of the item *inside its own prompt* (answer loss of the
+                          first demonstrations - of the last ones; higher = more ability). Floor 0.
 ``fc``, ``pd``            format compliance / pattern discovery (0/1 or in [0, 1])
-``fc_floor``, ``pd_floor`` the same metrics on the item's control prompt (zero-shot / no-label
-                          prompt for FC; chance or shuffled-label prompt for PD), read from the
-                          **clean** rows.
+``fc_floor``, ``pd_floor`` the same metrics' floors (no-label prompt for FC; chance for PD), read
+                          from the **clean** rows.
 ========================  =====================================================================
 
-Metrics that are not measured for a row are NaN (e.g. ``fc``/``pd`` on ``lr_docs`` rows, ``lr`` on
-prompt tasks when LR is measured on documents). Column names can be remapped with :class:`Columns`.
+Column names can be remapped with :class:`Columns`.
+
+Which items enter (nothing dropped silently)
+--------------------------------------------
+An item (step, task, shots, query) enters the drops when ``shots >= 1`` and all three abilities are
+finite on its clean row; an ablated row enters when, in addition, all three are finite on it. Every
+other row is counted by reason in :attr:`DropTables.counts` (zero-shot, LR undefined with fewer than
+2 demonstrations, NaN metric on the clean or ablated row) and reported in the tables' notes.
+Because the three abilities are averaged over the *same* items of the *same* prompts under the
+*same* intervention, a task's PD - LR and PD - FC differences are paired within task.
 
 Normalised drop (docs/statistics.md)
 -----------------------------------------------------
@@ -35,23 +46,24 @@ For item i of task t at checkpoint c, ability a, ablation condition k::
     drop_{i,a,k} = (clean_{i,a} - ablated_{i,a,k}) / G_{t,c,a},
     G_{t,c,a}    = mean_i (clean_{i,a} - floor_{i,a})          (task x checkpoint normaliser)
 
-with floor = 0 for LR. A (task, checkpoint, ability) whose gap G is below the pre-registered
-threshold ``min_gap[a]`` means the ability is *absent*: its drops are undefined (NaN) and the
-exclusion is reported in :attr:`DropTables.normalisers` with its reason.
+with floor = 0 for LR.
 
-Units and the LR-on-documents decision
---------------------------------------
-Tests are run over **tasks** (items nested: drops are averaged within task first). Each unit is a
-(step, operator, condition, control_index, task) with its three mean drops. When a prompt task has
-no LR of its own but the pseudo-task ``lr_task`` (default ``"lr_docs"``) has LR at that
-(step, operator, condition, control_index), the checkpoint-level LR drop (mean over the documents)
-is paired with every task: PD - LR differences then compare each task's PD drop with one shared LR
-value, i.e. the test treats the LR drop as a fixed reference (its own sampling error enters only
-through the hierarchical bootstrap, which resamples the documents). The ``lr_task`` row itself is
-not a unit. ``lr_source`` records which rule was used.
+"Ability present" (pre-registered)
+----------------------------------
+A (step, task, ability) is *present* when both hold, else its drops are NaN and the exclusion is
+reported in :attr:`DropTables.normalisers` with its reason:
 
-Specific drop = drop under the tested head set - mean drop over the R matched random sets
-(matched by step, operator, task, and the head-set size k).
+1. the clean model is reliably above its floor: a one-sided test at ``presence_alpha`` (.05) over
+   queries (the resampling unit). For a 0/1 metric with a constant floor (PD vs chance) it is the
+   exact binomial test of the queries' outcomes at their largest shot count (one prompt per
+   query, so the outcomes are independent); otherwise (FC vs its no-label prompt, LR vs 0) the
+   sign-flip test of the per-query mean of ``clean - floor`` (:func:`stats.contrasts.sign_flip_test`);
+2. ``G >= min_gap[a]`` (finite, > 0; validated). A gap below ``2 * min_gap`` is flagged
+   ``near_threshold``. Because G >= min_gap > 0, ``|drop| <= range / min_gap``: a near-zero gap
+   can never amplify a drop.
+
+Specific drop = drop under the tested head set - mean drop over the R matched random sets that have
+data for that task (matched by step, operator, task and head-set size k; ``R`` counts only those).
 """
 
 from __future__ import annotations
@@ -60,10 +72,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sst
+
+from .contrasts import sign_flip_test
 
 ABILITIES: tuple[str, ...] = ("lr", "fc", "pd")
 DEFAULT_MIN_GAP: dict[str, float] = {"lr": 0.05, "fc": 0.05, "pd": 0.05}
+PRESENCE_ALPHA = 0.05
 UNIT_KEYS: list[str] = ["step", "operator", "condition", "control_index", "head_set", "task"]
+ITEM_KEYS: list[str] = ["step", "task", "shots", "item"]
+LR_DOCS = "lr_docs"
 
 
 @dataclass(frozen=True)
@@ -102,6 +120,28 @@ class Columns:
 REQUIRED = ["step", "condition", "operator", "task", "item"]
 
 
+def validate_min_gap(min_gap: dict[str, float] | None) -> dict[str, float]:
+    """The pre-registered thresholds, defaults filled in.
+
+    Raises:
+        ValueError: an unknown ability, or a threshold that is not a finite number > 0.
+    """
+    out = dict(DEFAULT_MIN_GAP)
+    for a, v in (min_gap or {}).items():
+        if a not in ABILITIES:
+            raise ValueError(f"stats: min_gap names unknown ability {a!r}; use any of {list(ABILITIES)}.")
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            f = float("nan")
+        if not np.isfinite(f) or f <= 0:
+            raise ValueError(f"stats: min_gap[{a!r}] = {v!r} must be a finite number > 0 (it is the smallest "
+                             "clean - floor gap that counts as 'ability present'; a gap near 0 would amplify "
+                             "drops without bound). Fix: e.g. min_gap={'%s': 0.05}." % a)
+        out[a] = f
+    return out
+
+
 def canonicalise(results: pd.DataFrame, cols: Columns = Columns()) -> pd.DataFrame:
     """Rename input columns to canonical names, fill optional ones and validate types.
 
@@ -121,28 +161,22 @@ def canonicalise(results: pd.DataFrame, cols: Columns = Columns()) -> pd.DataFra
     if not any(a in df.columns for a in ABILITIES):
         raise ValueError("stats.drops: results table has none of the ability columns lr/fc/pd "
                          f"(have {list(results.columns)}); map them with stats.drops.Columns(lr=..., fc=..., pd=...).")
-    for a in ABILITIES:
-        if a not in df.columns:
-            df[a] = np.nan
-    for c in ("fc_floor", "pd_floor"):
+    for c in (*ABILITIES, "fc_floor", "pd_floor"):
         if c not in df.columns:
             df[c] = np.nan
-    if "shots" not in df.columns:
-        df["shots"] = 0
-    if "control_index" not in df.columns:
-        df["control_index"] = -1
-    if "head_set" not in df.columns:
-        df["head_set"] = ""
-    if "tokens_seen" not in df.columns:
-        df["tokens_seen"] = np.nan
+    defaults = {"shots": 1, "control_index": -1, "head_set": "", "tokens_seen": np.nan}
+    for c, v in defaults.items():
+        if c not in df.columns:
+            df[c] = v
     df["head_set"] = df["head_set"].fillna("").astype(str)
     df["condition"] = df["condition"].astype(str).replace({cols.clean_label: "clean", cols.random_label: "random"})
-    df["task"] = df["task"].astype(str).replace({cols.lr_task: "lr_docs"})
+    df["task"] = df["task"].astype(str).replace({cols.lr_task: LR_DOCS})
+    if "family" not in df.columns:
+        df["family"] = df["task"]
     df["operator"] = df["operator"].astype(str)
     df["control_index"] = df["control_index"].fillna(-1).astype(int)
-    for extra in cols.extra_raw:
-        if extra in results.columns and extra not in df.columns:
-            df[extra] = results[extra]
+    for a in (*ABILITIES, "fc_floor", "pd_floor"):
+        df[a] = pd.to_numeric(df[a], errors="coerce").astype(float)
     if not (df["condition"] == "clean").any():
         raise ValueError(f"stats.drops: no clean rows (condition == {cols.clean_label!r}); normalised drops "
                          "need the unablated model's metrics. Fix: include the clean condition in the run.")
@@ -159,22 +193,107 @@ class DropTables:
     """Output of :func:`normalised_drops`.
 
     Attributes:
-        items: long table, one row per ablated item x ability: keys, ``clean``, ``ablated``,
-            ``floor``, ``gap`` (task x checkpoint normaliser), ``drop`` (NaN when excluded).
+        items: wide table, one row per analysed ablated item: keys, ``k``, ``query`` (cluster id
+            ``task:item``), ``clean_<a>``, ``ablated_<a>`` and the normalised ``drop_<a>`` (NaN
+            where the ability is absent) for a in LR, FC, PD.
         normalisers: one row per (step, task, ability): ``clean_mean``, ``floor_mean``, ``gap``,
-            ``n_items``, ``excluded`` and ``reason`` (the pre-registered exclusion report).
+            ``n_items``, ``n_queries``, ``p_present`` (the presence test), ``present_test``,
+            ``near_threshold``, ``excluded`` and ``reason`` (the pre-registered exclusion report).
         raw: per (step, operator, condition, control_index, head_set, task, ability): mean raw
             clean / ablated / floor values beside the mean normalised drop.
+        counts: per (step, task, condition, operator): rows in the table and rows analysed, with
+            the count of every reason a row was left out (nothing is dropped silently).
+        documents: the ``lr_docs`` rows (document-level LR, secondary), canonicalised.
+        clean: the clean ICL rows (for floors, ``pd_shuffled`` and emergence curves).
     """
 
     items: pd.DataFrame
     normalisers: pd.DataFrame
     raw: pd.DataFrame
+    counts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    documents: pd.DataFrame = field(default_factory=pd.DataFrame)
+    clean: pd.DataFrame = field(default_factory=pd.DataFrame)
+    min_gap: dict = field(default_factory=dict)
+
+
+def _floor(df: pd.DataFrame, a: str) -> pd.Series:
+    return pd.Series(0.0, index=df.index) if a == "lr" else df[f"{a}_floor"]
+
+
+def _eligibility(df: pd.DataFrame, clean_side: bool) -> pd.Series:
+    """Reason a row is left out ('' = analysed)."""
+    reason = pd.Series("", index=df.index, dtype=object)
+    side = "clean" if clean_side else "ablated"
+    for a in reversed(ABILITIES):
+        bad = ~np.isfinite(df[a].to_numpy(float))
+        if a == "lr":
+            short = bad & (df["shots"].to_numpy() < 2)
+            reason[short] = "LR undefined (fewer than 2 demonstrations)"
+            bad = bad & ~short
+        reason[bad] = f"{a.upper()} NaN on the {side} row"
+        if clean_side and a != "lr":
+            fb = np.isfinite(df[a].to_numpy(float)) & ~np.isfinite(df[f"{a}_floor"].to_numpy(float))
+            reason[fb] = f"{a.upper()} floor NaN on the clean row"
+    reason[df["shots"].to_numpy() < 1] = "zero-shot (the FC floor, not a level of ICL)"
+    return reason
+
+
+def presence_tests(clean: pd.DataFrame, *, seed: int = 0, n_resamples: int = 1999) -> pd.DataFrame:
+    """One-sided "clean above floor" p per (step, task, ability) over queries (module docstring).
+
+    Args:
+        clean: analysed clean rows (columns step, task, shots, item, lr/fc/pd, fc_floor/pd_floor).
+
+    Returns:
+        Frame (step, task, ability, p_present, present_test).
+    """
+    out = []
+    for a in ABILITIES:
+        d = clean[["step", "task", "shots", "item", a]].copy()
+        d["floor"] = _floor(clean, a).to_numpy(float)
+        d["x"] = d[a] - d["floor"]
+        binary = a != "lr" and bool(np.isin(d[a].to_numpy(), (0.0, 1.0)).all())
+        fl = d.groupby(["step", "task"])["floor"].agg(["min", "max"])
+        const = (fl["max"] - fl["min"]).abs() < 1e-12
+        groups = []
+        if binary and const.any():
+            top = d[d["shots"] == d.groupby(["step", "task", "item"])["shots"].transform("max")]
+            g = top.groupby(["step", "task"]).agg(k=(a, "sum"), n=(a, "size"), p0=("floor", "first"))
+            g = g[const.reindex(g.index).fillna(False).to_numpy()]
+            p = sst.binom.sf(g["k"].to_numpy() - 1, g["n"].to_numpy(), g["p0"].to_numpy())
+            groups.append(pd.DataFrame({"p_present": p, "present_test": "exact binomial vs chance, one prompt "
+                                        "per query at its largest shot count"}, index=g.index))
+            rest = const.index[~const.to_numpy()]
+        else:
+            rest = const.index
+        if len(rest):
+            q = d.set_index(["step", "task"]).loc[rest].reset_index()
+            qm = q.groupby(["step", "task", "item"])["x"].mean()
+            per = qm.groupby(level=[0, 1]).apply(lambda s: s.to_numpy())
+            res = pd.Series(np.nan, index=per.index)
+            sizes = per.map(len)
+            for n in np.unique(sizes):
+                ix = sizes.index[sizes == n]
+                if n < 2:
+                    continue
+                X = np.stack(per.loc[ix].to_numpy())
+                res.loc[ix] = np.atleast_1d(sign_flip_test(X, n_resamples=n_resamples, max_exact=2 ** 16,
+                                                           seed=seed).pvalue)
+            groups.append(pd.DataFrame({"p_present": res.to_numpy(), "present_test":
+                                        "sign-flip over queries of mean(clean - floor)"}, index=res.index))
+        if groups:
+            g = pd.concat(groups)
+            g.index.names = ["step", "task"]
+            out.append(g.reset_index().assign(ability=a))
+    if not out:
+        return pd.DataFrame(columns=["step", "task", "ability", "p_present", "present_test"])
+    return pd.concat(out, ignore_index=True)
 
 
 def normalised_drops(results: pd.DataFrame, cols: Columns = Columns(),
-                     min_gap: dict[str, float] | None = None) -> DropTables:
-    """Per-item normalised drops with task x checkpoint normalisers.
+                     min_gap: dict[str, float] | None = None, *, presence_alpha: float | None = PRESENCE_ALPHA,
+                     seed: int = 0) -> DropTables:
+    """Per-item normalised drops with task x checkpoint normalisers (module docstring).
 
     Formula: ``drop = (clean - ablated) / G``, ``G = mean_items(clean - floor)`` per
     (step, task, ability); floor = 0 for LR, ``fc_floor`` / ``pd_floor`` for FC / PD.
@@ -182,156 +301,185 @@ def normalised_drops(results: pd.DataFrame, cols: Columns = Columns(),
     Args:
         results: the tidy results table (see module docstring).
         cols: column-name mapping.
-        min_gap: pre-registered threshold per ability; G below it = ability absent (excluded).
+        min_gap: pre-registered thresholds per ability (validated, > 0).
+        presence_alpha: level of the pre-registered "clean above floor" test (None: the gap rule
+            alone, e.g. for hand-made tables with too few queries for any test).
 
     Returns:
         DropTables.
 
     Raises:
-        ValueError: duplicated clean keys, or ablated rows whose (step, task, shots, item) has no
-            clean row.
+        ValueError: invalid min_gap, duplicated clean keys, or ablated rows whose
+            (step, task, shots, item) has no clean row.
     """
-    gaps_thr = dict(DEFAULT_MIN_GAP)
-    gaps_thr.update(min_gap or {})
+    thr = validate_min_gap(min_gap)
     df = canonicalise(results, cols)
-    keys = ["step", "task", "shots", "item"]
-    clean = df[df["condition"] == "clean"]
-    dup = clean.duplicated(keys)
+    docs = df[df["task"] == LR_DOCS]
+    df = df[df["task"] != LR_DOCS]
+    clean_all = df[df["condition"] == "clean"]
+    dup = clean_all.duplicated(ITEM_KEYS)
     if dup.any():
-        raise ValueError(f"stats.drops: {int(dup.sum())} duplicated clean rows for keys {keys}, e.g. "
-                         f"{clean.loc[dup, keys].iloc[0].to_dict()}. Fix: one clean row per (step, task, shots, item).")
-    abl = df[df["condition"] != "clean"]
-    if abl.empty:
+        raise ValueError(f"stats.drops: {int(dup.sum())} duplicated clean rows for keys {ITEM_KEYS}, e.g. "
+                         f"{clean_all.loc[dup, ITEM_KEYS].iloc[0].to_dict()}. Fix: one clean row per "
+                         "(step, task, shots, item).")
+    abl_all = df[df["condition"] != "clean"]
+    if abl_all.empty:
         raise ValueError("stats.drops: no ablated rows (condition other than clean); nothing to compare.")
 
-    # normalisers at task x checkpoint level
-    floors = {"lr": pd.Series(0.0, index=clean.index), "fc": clean["fc_floor"], "pd": clean["pd_floor"]}
-    norm_rows = []
+    # -- which clean items enter
+    creason = _eligibility(clean_all, clean_side=True)
+    clean = clean_all[creason == ""]
+
+    # -- normalisers and the pre-registered presence test
+    rows = []
     for a in ABILITIES:
-        g = pd.DataFrame({"step": clean["step"], "task": clean["task"], "clean": clean[a],
-                          "floor": floors[a].where(clean[a].notna())})
-        g = g[g["clean"].notna()]
+        g = pd.DataFrame({"step": clean["step"], "task": clean["task"], "item": clean["item"],
+                          "clean": clean[a], "floor": _floor(clean, a)})
         if g.empty:
             continue
-        if a != "lr" and g["floor"].isna().any():
-            bad = g[g["floor"].isna()].iloc[0]
-            raise ValueError(f"stats.drops: {a} is measured but {a}_floor is NaN on clean rows, e.g. step "
-                             f"{bad['step']}, task {bad['task']!r}. Fix: record the control-prompt value "
-                             f"({a}_floor) on the clean rows.")
         agg = g.groupby(["step", "task"], as_index=False).agg(
-            clean_mean=("clean", "mean"), floor_mean=("floor", "mean"), n_items=("clean", "size"))
+            clean_mean=("clean", "mean"), floor_mean=("floor", "mean"), n_items=("clean", "size"),
+            n_queries=("item", "nunique"))
         agg["ability"] = a
-        agg["gap"] = agg["clean_mean"] - agg["floor_mean"]
-        agg["threshold"] = gaps_thr[a]
-        agg["excluded"] = ~(agg["gap"] >= gaps_thr[a])
-        agg["reason"] = np.where(
-            agg["excluded"],
-            [f"{a.upper()} absent at step {s}, task {t!r}: clean - floor = {gv:.3g} < threshold {gaps_thr[a]:.3g}"
-             for s, t, gv in zip(agg["step"], agg["task"], agg["gap"])], "")
-        norm_rows.append(agg)
-    normalisers = pd.concat(norm_rows, ignore_index=True)[
-        ["step", "task", "ability", "clean_mean", "floor_mean", "gap", "n_items", "threshold", "excluded", "reason"]]
+        rows.append(agg)
+    cols_n = ["step", "task", "ability", "clean_mean", "floor_mean", "gap", "n_items", "n_queries", "threshold",
+              "p_present", "present_test", "near_threshold", "excluded", "reason"]
+    if rows:
+        nm = pd.concat(rows, ignore_index=True)
+        nm["gap"] = nm["clean_mean"] - nm["floor_mean"]
+        nm["threshold"] = nm["ability"].map(thr)
+        pres = presence_tests(clean, seed=seed)
+        nm = nm.merge(pres, on=["step", "task", "ability"], how="left")
+        reliable = (nm["p_present"] < presence_alpha) if presence_alpha is not None else pd.Series(True, index=nm.index)
+        big = nm["gap"] >= nm["threshold"]
+        nm["excluded"] = ~(reliable & big)
+        nm["near_threshold"] = ~nm["excluded"] & (nm["gap"] < 2 * nm["threshold"])
+        reasons = []
+        for r in nm.itertuples(index=False):
+            why = []
+            if not r.gap >= r.threshold:
+                why.append(f"clean - floor = {r.gap:.3g} < threshold {r.threshold:.3g}")
+            if presence_alpha is not None and not r.p_present < presence_alpha:
+                why.append(f"clean not reliably above its floor (presence test p = {r.p_present:.3g}, "
+                           f"{r.n_queries} queries)")
+            reasons.append(f"{r.ability.upper()} absent at step {r.step}, task {r.task!r}: " + "; ".join(why)
+                           if why else "")
+        nm["reason"] = reasons
+        normalisers = nm[cols_n]
+    else:
+        normalisers = pd.DataFrame(columns=cols_n)
 
-    merged = abl.merge(clean[keys + list(ABILITIES) + ["fc_floor", "pd_floor"]], on=keys, how="left",
-                       suffixes=("", "_clean"), indicator=True)
+    # -- ablated rows against their clean row
+    merged = abl_all.merge(clean_all[ITEM_KEYS + list(ABILITIES)], on=ITEM_KEYS, how="left",
+                           suffixes=("", "_clean"), indicator=True)
     orphan = merged["_merge"] != "both"
     if orphan.any():
-        ex = merged.loc[orphan, keys].drop_duplicates().head(3).to_dict("records")
+        ex = merged.loc[orphan, ITEM_KEYS].drop_duplicates().head(3).to_dict("records")
         raise ValueError(f"stats.drops: {int(orphan.sum())} ablated rows have no clean row with the same "
-                         f"{keys}, e.g. {ex}. Fix: run the clean condition on every item that is ablated.")
-    base_cols = ["step", "tokens_seen", "operator", "condition", "control_index", "head_set", "task", "shots", "item"]
-    extras = [c for c in cols.extra_raw if c in merged.columns]
+                         f"{ITEM_KEYS}, e.g. {ex}. Fix: run the clean condition on every item that is ablated.")
+    merged = merged.drop(columns="_merge")
+    ckey = pd.MultiIndex.from_frame(clean_all[ITEM_KEYS])
+    cr = pd.Series(creason.to_numpy(), index=ckey)
+    areason = pd.Series(cr.reindex(pd.MultiIndex.from_frame(merged[ITEM_KEYS])).to_numpy(), index=merged.index)
+    own = _eligibility(merged, clean_side=False)
+    areason = areason.where(areason != "", own)
+
+    counts = _counts(clean_all, creason, merged, areason)
+
+    items = merged[areason.to_numpy() == ""].copy()
+    items["k"] = items["head_set"].map({h: head_count(h) for h in items["head_set"].unique()})
+    items["query"] = items["task"].astype(str) + ":" + items["item"].astype(str)
+    nmi = normalisers.set_index(["step", "task", "ability"])
+    for a in ABILITIES:
+        items[f"clean_{a}"] = items.pop(f"{a}_clean")
+        items[f"ablated_{a}"] = items.pop(a)
+        key = pd.MultiIndex.from_arrays([items["step"], items["task"], np.full(len(items), a)])
+        gap = nmi["gap"].reindex(key).to_numpy(float)
+        ex = nmi["excluded"].reindex(key).fillna(True).to_numpy(bool)
+        items[f"gap_{a}"] = gap
+        items[f"drop_{a}"] = np.where(ex, np.nan, (items[f"clean_{a}"] - items[f"ablated_{a}"]) / np.where(ex, 1, gap))
+    keep = ["step", "tokens_seen", "operator", "condition", "control_index", "head_set", "k", "task", "family",
+            "shots", "item", "query"] + [f"{w}_{a}" for a in ABILITIES for w in ("clean", "ablated", "gap", "drop")]
+    items = items[keep].reset_index(drop=True)
+    raw = _raw(items)
+    return DropTables(items=items, normalisers=normalisers, raw=raw, counts=counts, documents=docs,
+                      clean=clean_all.assign(analysed=(creason == "").to_numpy()), min_gap=thr)
+
+
+def _counts(clean_all, creason, merged, areason) -> pd.DataFrame:
+    """Rows in the table vs rows analysed, per (step, task, condition, operator), by reason."""
+    parts = []
+    for frame, reason in ((clean_all, creason), (merged, areason)):
+        f = frame[["step", "task", "condition", "operator"]].copy()
+        f["reason"] = reason.to_numpy()
+        parts.append(f)
+    f = pd.concat(parts, ignore_index=True)
+    tab = f.groupby(["step", "task", "condition", "operator", "reason"]).size().unstack("reason", fill_value=0)
+    tab = tab.rename(columns={"": "analysed"})
+    if "analysed" not in tab.columns:
+        tab["analysed"] = 0
+    tab.insert(0, "rows", tab.sum(axis=1))
+    tab.columns.name = None
+    return tab.reset_index()
+
+
+def _raw(items: pd.DataFrame) -> pd.DataFrame:
+    """Long per-unit means: (unit keys, ability) -> clean, ablated, floor, gap, drop, n_items, n_queries."""
+    g = items.groupby(UNIT_KEYS, sort=True)
+    base = g.agg(tokens_seen=("tokens_seen", "first"), k=("k", "first"), n_items=("item", "size"),
+                 n_queries=("query", "nunique")).reset_index()
     parts = []
     for a in ABILITIES:
-        floor = 0.0 if a == "lr" else merged[f"{a}_floor_clean"]
-        p = merged[base_cols + extras].copy()
-        p["ability"] = a
-        p["clean"] = merged[f"{a}_clean"]
-        p["ablated"] = merged[a]
-        p["floor"] = floor
-        p = p[p["clean"].notna() & p["ablated"].notna()]
-        parts.append(p)
-    items = pd.concat(parts, ignore_index=True)
-    items = items.merge(normalisers[["step", "task", "ability", "gap", "excluded"]],
-                        on=["step", "task", "ability"], how="left")
-    items["drop"] = np.where(items["excluded"], np.nan, (items["clean"] - items["ablated"]) / items["gap"])
-    items["k"] = items["head_set"].map(head_count)
-
-    gkeys = UNIT_KEYS + ["ability"]
-    agg = {"tokens_seen": ("tokens_seen", "first"), "k": ("k", "first"), "n_items": ("drop", "size"),
-           "clean": ("clean", "mean"), "ablated": ("ablated", "mean"), "floor": ("floor", "mean"),
-           "gap": ("gap", "first"), "drop": ("drop", "mean")}
-    for e in extras:
-        agg[e] = (e, "mean")
-    raw = items.groupby(gkeys, as_index=False, sort=True).agg(**agg)
-    return DropTables(items=items, normalisers=normalisers, raw=raw)
+        m = g.agg(clean=(f"clean_{a}", "mean"), ablated=(f"ablated_{a}", "mean"), gap=(f"gap_{a}", "first"),
+                  drop=(f"drop_{a}", "mean")).reset_index()
+        m["floor"] = m["clean"] - m["gap"]
+        parts.append(base.merge(m, on=UNIT_KEYS).assign(ability=a))
+    if not parts or items.empty:
+        return pd.DataFrame(columns=UNIT_KEYS + ["ability", "tokens_seen", "k", "n_items", "n_queries", "clean",
+                                                 "ablated", "gap", "drop", "floor"])
+    return pd.concat(parts, ignore_index=True)
 
 
 def unit_table(raw: pd.DataFrame, normalisers: pd.DataFrame | None = None) -> pd.DataFrame:
     """Wide per-task units: one row per (step, operator, condition, control_index, head_set, task).
 
-    Columns ``lr``, ``fc``, ``pd`` hold the mean normalised drops; ``lr_source`` is ``"task"`` or
-    ``"lr_docs"`` (checkpoint-level LR broadcast, see module docstring); ``valid`` says whether all
-    three drops exist; ``reason`` says why not.
+    Columns ``lr``, ``fc``, ``pd`` hold the mean normalised drops over the task's analysed items
+    (the same items for all three); ``valid`` says whether all three exist; ``reason`` says why not.
     """
     idx = UNIT_KEYS
-    wide = raw.set_index(idx + ["ability"])["drop"].unstack("ability")
-    wide = wide.reindex(columns=list(ABILITIES))
+    if raw.empty:
+        return pd.DataFrame(columns=idx + list(ABILITIES) + ["tokens_seen", "k", "n_items", "n_queries",
+                                                             "reason", "valid"])
+    wide = raw.set_index(idx + ["ability"])["drop"].unstack("ability").reindex(columns=list(ABILITIES))
     wide.columns.name = None
     wide = wide.reset_index()
-    meta = raw.groupby(idx, as_index=False).agg(tokens_seen=("tokens_seen", "first"), k=("k", "first"))
-    wide = wide.merge(meta, on=idx, how="left")
-    measured = raw.groupby(idx + ["ability"]).size().unstack("ability").reindex(columns=list(ABILITIES)).notna()
-    measured.columns = [f"has_{a}" for a in ABILITIES]
-    wide = wide.merge(measured.reset_index(), on=idx, how="left")
-    wide["lr_source"] = np.where(wide["has_lr"], "task", "")
-
-    docs = wide[wide["task"] == "lr_docs"]
-    units = wide[wide["task"] != "lr_docs"].copy()
-    if not docs.empty:
-        k = ["step", "operator", "condition", "control_index", "head_set"]
-        d = docs[k + ["lr"]].rename(columns={"lr": "lr_docs_drop"})
-        units = units.merge(d, on=k, how="left", indicator="_docs")
-        has_docs = (units["_docs"] == "both").to_numpy()
-        broadcast = ~units["has_lr"].to_numpy() & has_docs
-        units.loc[broadcast, "lr_source"] = "lr_docs"
-        units.loc[broadcast, "lr"] = units.loc[broadcast, "lr_docs_drop"]
-        units = units.drop(columns="_docs")
-        units = units.drop(columns="lr_docs_drop")
-
+    meta = raw.groupby(idx, as_index=False).agg(tokens_seen=("tokens_seen", "first"), k=("k", "first"),
+                                                n_items=("n_items", "first"), n_queries=("n_queries", "first"))
+    units = wide.merge(meta, on=idx, how="left")
     excl = {}
     if normalisers is not None and not normalisers.empty:
         ex = normalisers[normalisers["excluded"]]
         excl = {(s, t, a): r for s, t, a, r in zip(ex["step"], ex["task"], ex["ability"], ex["reason"])}
     reasons = []
     for row in units.itertuples(index=False):
-        rs = []
-        for a in ABILITIES:
-            if not np.isnan(getattr(row, a)):
-                continue
-            src_task = "lr_docs" if (a == "lr" and row.lr_source == "lr_docs") else row.task
-            r = excl.get((row.step, src_task, a))
-            if r:
-                rs.append(r)
-            elif a == "lr" and row.lr_source == "" :
-                rs.append(f"LR not measured for task {row.task!r} and no 'lr_docs' rows at step {row.step}")
-            else:
-                rs.append(f"{a.upper()} not measured for task {row.task!r} at step {row.step}")
+        rs = [excl.get((row.step, row.task, a)) or f"{a.upper()} not measured for task {row.task!r} at step {row.step}"
+              for a in ABILITIES if not np.isfinite(getattr(row, a))]
         reasons.append("; ".join(rs))
     units["reason"] = reasons
     units["valid"] = units[list(ABILITIES)].notna().all(axis=1)
     units["k"] = units["k"].astype(int)
-    return units.drop(columns=[f"has_{a}" for a in ABILITIES])
+    return units
 
 
 def specific_units(units: pd.DataFrame) -> pd.DataFrame:
     """Tested-set units with specific drops ``s_a = drop_a - mean_r drop_a(random r)``.
 
-    Random sets are matched to a tested head set by (step, operator, task) and head-set size k;
-    ``R`` is the number of matched random sets (0 when none: ``s_*`` are then NaN).
+    Random sets are matched to a tested head set by (step, operator, task) and head-set size k.
+    ``R`` counts only the matched random sets that have valid drops for that task (0 when none:
+    ``s_*`` are then NaN).
     """
-    tested = units[~units["condition"].isin(["random"])].copy()
-    rnd = units[units["condition"] == "random"]
+    tested = units[units["condition"] != "random"].copy()
+    rnd = units[(units["condition"] == "random") & units["valid"]]
     k = ["step", "operator", "task", "k"]
     if rnd.empty:
         for a in ABILITIES:
@@ -345,3 +493,65 @@ def specific_units(units: pd.DataFrame) -> pd.DataFrame:
     for a in ABILITIES:
         tested[f"s_{a}"] = tested[a] - tested[f"r_{a}"]
     return tested.drop(columns=[f"r_{a}" for a in ABILITIES])
+
+
+def item_basis(items: pd.DataFrame) -> pd.DataFrame:
+    """Item-level drops of tested sets with specific drops ``s_<a>`` against the matched random-set
+    mean at the same item (random sets with data for that item only)."""
+    dcols = [f"drop_{a}" for a in ABILITIES]
+    rnd = items[items["condition"] == "random"]
+    tested = items[items["condition"] != "random"].copy()
+    for a in ABILITIES:
+        tested[a] = tested[f"drop_{a}"]
+    if rnd.empty:
+        for a in ABILITIES:
+            tested[f"s_{a}"] = np.nan
+        return tested
+    rk = ["step", "operator", "k", "task", "shots", "item"]
+    rm = rnd.groupby(rk, as_index=False)[dcols].mean().rename(columns={f"drop_{a}": f"r_{a}" for a in ABILITIES})
+    tested = tested.merge(rm, on=rk, how="left")
+    for a in ABILITIES:
+        tested[f"s_{a}"] = tested[a] - tested[f"r_{a}"]
+    return tested.drop(columns=[f"r_{a}" for a in ABILITIES])
+
+
+def document_lr(documents: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Secondary measure: document-level LR (``lr_docs`` rows) per (step, operator, ablated set).
+
+    ``drop = mean_d(clean_d - ablated_d) / mean_d(clean_d)`` over the held-out documents, with a
+    percentile bootstrap CI over documents (clean and ablated resampled jointly). Reported beside
+    the primary test; it never enters a paired test (one number per checkpoint cannot be paired
+    with a task without its sampling error).
+    """
+    cols = ["step", "tokens_seen", "operator", "condition", "control_index", "head_set", "n_docs", "clean_lr",
+            "ablated_lr", "drop", "ci_low", "ci_high", "note"]
+    if documents is None or documents.empty:
+        return pd.DataFrame(columns=cols)
+    d = documents[np.isfinite(documents["lr"].to_numpy(float))]
+    keys = ["step", "operator", "condition", "control_index", "head_set"]
+    clean = d[d["condition"] == "clean"][["step", "item", "lr"]].rename(columns={"lr": "clean"})
+    abl = d[d["condition"] != "clean"].merge(clean, on=["step", "item"], how="inner")
+    if abl.empty:
+        return pd.DataFrame(columns=cols)
+    out = abl.groupby(keys, as_index=False, sort=True).agg(tokens_seen=("tokens_seen", "first"),
+                                                          n_docs=("lr", "size"), clean_lr=("clean", "mean"),
+                                                          ablated_lr=("lr", "mean"))
+    pos = out["clean_lr"] > 0
+    out["drop"] = np.where(pos, (out["clean_lr"] - out["ablated_lr"]) / out["clean_lr"].where(pos, 1.0), np.nan)
+    out["note"] = np.where(pos, "", "clean document LR <= 0: no ability to normalise by")
+    out["ci_low"] = np.nan
+    out["ci_high"] = np.nan
+    if n_boot:
+        rng = np.random.default_rng(seed)
+        for i, (_, g) in enumerate(abl.groupby(keys, sort=True)):
+            c, a = g["clean"].to_numpy(float), g["lr"].to_numpy(float)
+            if not pos.iloc[i] or c.size < 2:
+                continue
+            ix = rng.integers(0, c.size, size=(n_boot, c.size))
+            cm = c[ix].mean(1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                b = (cm - a[ix].mean(1)) / cm
+            b = b[np.isfinite(b)]
+            if b.size:
+                out.loc[out.index[i], ["ci_low", "ci_high"]] = np.quantile(b, [0.025, 0.975])
+    return out[cols]

@@ -13,9 +13,9 @@ with U the Mann-Whitney statistic of X (:func:`scipy.stats.mannwhitneyu`; comput
 mean sign of all pairwise differences, which is identical and ~50x faster; the identity is tested).
 An unpaired, ordinal companion to the paired d_z.
 
-Bootstrap CIs resample tasks with replacement, then items with replacement within each drawn task
-(and, when LR comes from the ``lr_docs`` pseudo-task, the documents), recompute C, and take the
-percentile interval. Normalisers stay fixed (they are part of the measurement definition).
+Bootstrap CIs resample tasks with replacement, then **queries** (an item across its shot counts,
+the resampling unit) with replacement within each drawn task, recompute C, and take the percentile
+interval. Normalisers stay fixed (they are part of the measurement definition).
 """
 
 from __future__ import annotations
@@ -59,54 +59,51 @@ def cliffs_delta(x: np.ndarray, y: np.ndarray) -> tuple[float, str]:
     return float(np.mean(np.sign(x[:, None] - y[None, :]))), ""
 
 
-def hierarchical_bootstrap(task_items: list[np.ndarray], *, lr_docs: np.ndarray | None = None,
-                           lr_from_docs: np.ndarray | None = None, n_boot: int = 2000, seed: int = 0,
-                           chunk: int = 250) -> np.ndarray:
-    """Bootstrap distribution of the composite contrast C, resampling tasks then items.
+def cluster_bootstrap(task_clusters: list[tuple[np.ndarray, np.ndarray]], *, n_boot: int = 2000, seed: int = 0,
+                      chunk: int = 250) -> np.ndarray:
+    """Bootstrap distribution of the composite contrast C, resampling tasks, then queries in each task.
+
+    The resampling unit inside a task is the **query** (an item across its shot counts: the same
+    query is reused at every shot count, so its prompts are not independent). Each drawn query
+    brings all its items; a task's mean drop per ability is (sum of the drawn queries' item sums)
+    / (their item count), i.e. the item mean of the resampled task.
 
     Args:
-        task_items: one array per task of shape (m_t, 3): item-level drops in ability order
-            (LR, FC, PD); NaN where an item lacks an ability.
-        lr_docs: item (document) level LR drops of the ``lr_docs`` pseudo-task, if LR is measured
-            there; resampled with replacement in each replicate.
-        lr_from_docs: bool per task, True where the task's LR is the broadcast ``lr_docs`` value.
+        task_clusters: one ``(sums, counts)`` per task: ``sums`` (n_queries, 3) item sums of the
+            drops in ability order (LR, FC, PD) per query, ``counts`` (n_queries,) items per query.
         n_boot: replicates. seed: RNG seed. chunk: replicates per vectorised block (memory).
 
     Returns:
         Array (n_boot,) of C* = mean over drawn tasks of PD* - (LR* + FC*) / 2.
 
     Raises:
-        ValueError: no tasks.
+        ValueError: no tasks, or a task without queries.
     """
-    t = len(task_items)
+    t = len(task_clusters)
     if t == 0:
-        raise ValueError("stats.effects.hierarchical_bootstrap: no tasks to resample.")
-    m = np.array([len(x) for x in task_items])
-    mmax = int(m.max())
-    x = np.full((t, mmax, 3), np.nan)
-    for i, it in enumerate(task_items):
-        x[i, : len(it)] = it
-    from_docs = np.zeros(t, bool) if lr_from_docs is None else np.asarray(lr_from_docs, bool)
-    docs = None if lr_docs is None else np.asarray(lr_docs, float)[np.isfinite(lr_docs)]
+        raise ValueError("stats.effects.cluster_bootstrap: no tasks to resample.")
+    m = np.array([len(c) for _, c in task_clusters])
+    if (m == 0).any():
+        raise ValueError("stats.effects.cluster_bootstrap: a task has no queries to resample.")
+    qmax = int(m.max())
+    sums = np.zeros((t, qmax, 3))
+    cnt = np.zeros((t, qmax))
+    for i, (sm, c) in enumerate(task_clusters):
+        sums[i, : len(c)] = sm
+        cnt[i, : len(c)] = c
     rng = np.random.default_rng(seed)
     out = np.empty(n_boot)
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
         ti = rng.integers(0, t, size=(b, t))
         mm = m[ti]
-        ii = np.floor(rng.random((b, t, mmax)) * mm[..., None]).astype(int)
-        mask = np.arange(mmax)[None, None, :] < mm[..., None]
-        vals = x[ti[..., None], ii]
-        vals = np.where(mask[..., None], vals, np.nan)
-        with np.errstate(invalid="ignore"), _quiet():
-            means = np.nanmean(vals, axis=2)
-        if docs is not None and docs.size and from_docs.any():
-            dd = docs[rng.integers(0, docs.size, size=(b, docs.size))].mean(axis=1)
-            sel = from_docs[ti]
-            means[..., 0] = np.where(sel, dd[:, None], means[..., 0])
+        qi = np.floor(rng.random((b, t, qmax)) * mm[..., None]).astype(int)
+        mask = (np.arange(qmax)[None, None, :] < mm[..., None]).astype(float)
+        s_ = (sums[ti[..., None], qi] * mask[..., None]).sum(axis=2)
+        n_ = (cnt[ti[..., None], qi] * mask).sum(axis=2)
+        means = s_ / n_[..., None]
         c = means[..., 2] - (means[..., 0] + means[..., 1]) / 2.0
-        with _quiet():
-            out[start:start + b] = np.nanmean(c, axis=1)
+        out[start:start + b] = c.mean(axis=1)
     return out
 
 
@@ -119,16 +116,3 @@ def percentile_ci(boot: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     a = (1 - level) / 2
     lo, hi = np.quantile(b, [a, 1 - a])
     return float(lo), float(hi)
-
-
-class _quiet:
-    """Silence numpy's 'mean of empty slice' RuntimeWarning inside vectorised nan-reductions."""
-
-    def __enter__(self):
-        import warnings
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._cm.__exit__(*exc)

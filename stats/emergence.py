@@ -6,10 +6,20 @@ docs/science.md §6: never correlate raw levels (both trend with training). This
 
       y(x) = lo + A / (1 + exp(-(x - x0) / w)),   w > 0,   x0 = midpoint (log10 tokens)
 
-  fitted with :func:`scipy.optimize.curve_fit`; a residual bootstrap (refit on fitted + resampled
-  residuals) gives the 95% percentile CI of x0. A falling curve has A < 0.
-* cross-checks it with a single mean-shift change point (:mod:`ruptures`, ``Dynp`` with the "l2"
-  cost, one breakpoint), reported in log10 tokens (midway between the two checkpoints around it);
+  fitted with :func:`scipy.optimize.curve_fit`, **only when the sigmoid beats both a constant and a
+  straight line in x**: the smallest small-sample Akaike criterion (AICc, Gaussian errors; reported
+  as ``aicc_constant``, ``aicc_line``, ``aicc_sigmoid``, ``best_model``) *and* F tests of the
+  sigmoid against each simpler model at p < .05 (pure noise is dated in < 10% of curves, tested). Otherwise the curve has "no
+  dated rise": ``constant`` (nothing emerged) or ``line`` (a steady trend, no onset). A residual
+  bootstrap (refit on fitted + resampled residuals) gives the 95% percentile CI of x0. A sigmoid
+  with A < 0 is a **fall** (``direction = "falls"``): its midpoint is reported as the fall's, never
+  as an onset, and it takes no place in the order of emergence;
+* cross-checks it with a single mean-shift change point (least squares, one break; the same split
+  as :mod:`ruptures` ``Dynp`` with the "l2" cost -- tested), reported in log10 tokens (midway
+  between the two checkpoints around it) **only when a permutation test says a break exists**:
+  the statistic is the fraction of the variance the best split explains, its null the same
+  statistic over random orderings of the values (exchangeable when the curve is pure noise), p =
+  (1 + #{null >= observed}) / (B + 1); pure noise gives no change point in ~95% of curves (tested);
 * says which curve rises first: delta = x0_B - x0_A with a CI from the two independent bootstrap
   distributions (A first when the CI lies above 0);
 * correlates curves only after removing the trend: on first differences (Delta y_t) or on residuals
@@ -54,6 +64,11 @@ class SigmoidFit:
     n: int = 0
     boot: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     reason: str = ""
+    direction: str = ""
+    best_model: str = ""
+    aicc_constant: float = float("nan")
+    aicc_line: float = float("nan")
+    aicc_sigmoid: float = float("nan")
 
 
 def _fit_once(x, y, p0, bounds):
@@ -63,17 +78,26 @@ def _fit_once(x, y, p0, bounds):
     return popt
 
 
+def _aicc(rss: float, n: int, k: int) -> float:
+    """Small-sample AIC of a least-squares fit with k parameters (+1 for the error variance)."""
+    p = k + 1
+    if n - p - 1 <= 0:
+        return float("inf")
+    return float(n * np.log(max(rss, 1e-300) / n) + 2 * p + 2 * p * (p + 1) / (n - p - 1))
+
+
 def fit_sigmoid(x: np.ndarray, y: np.ndarray, *, n_boot: int = 200, seed: int = 0,
                 min_points: int = 5) -> SigmoidFit:
-    """Fit ``y = lo + A / (1 + exp(-(x - x0)/w))`` and bootstrap the midpoint x0.
+    """Fit ``y = lo + A / (1 + exp(-(x - x0)/w))``, compare it with a constant and a line, bootstrap x0.
 
     Args:
         x: log10 tokens seen per checkpoint. y: curve values. n_boot: residual-bootstrap refits.
 
     Returns:
         SigmoidFit. ``midpoint`` is NaN with a reason when there are too few checkpoints, the fit
-        fails, or no rise is detectable (|A| < 2 residual SDs). A midpoint on the edge of the
-        observed range is kept but flagged in ``reason``.
+        fails, or the sigmoid does not beat both a constant and a straight line by AICc
+        (``best_model`` says which won). ``direction`` is "rises" or "falls" (A < 0). A midpoint
+        on the edge of the observed range is kept but flagged in ``reason``.
     """
     x = np.asarray(x, float)
     y = np.asarray(y, float)
@@ -89,6 +113,11 @@ def fit_sigmoid(x: np.ndarray, y: np.ndarray, *, n_boot: int = 200, seed: int = 
     if span <= 0:
         res.reason = "all checkpoints have the same tokens_seen"
         return res
+    n = x.size
+    rss_c = float(np.sum((y - y.mean()) ** 2))
+    beta = np.polyfit(x, y, 1)
+    rss_l = float(np.sum((y - np.polyval(beta, x)) ** 2))
+    res.aicc_constant, res.aicc_line = _aicc(rss_c, n, 1), _aicc(rss_l, n, 2)
     k = max(1, x.size // 5)
     y0, y1 = y[:k].mean(), y[-k:].mean()
     half = (y0 + y1) / 2
@@ -102,19 +131,29 @@ def fit_sigmoid(x: np.ndarray, y: np.ndarray, *, n_boot: int = 200, seed: int = 
         popt = _fit_once(x, y, p0, bounds)
     except (RuntimeError, ValueError) as exc:
         res.reason = f"sigmoid fit failed: {exc}"
+        res.best_model = "constant" if res.aicc_constant <= res.aicc_line else "line"
         return res
     fitted = sigmoid(x, *popt)
     resid = y - fitted
-    res.lo, res.amplitude, res.midpoint, res.width = (float(v) for v in popt)
-    sd = float(np.std(resid, ddof=min(4, x.size - 1)))
-    rss1, rss0 = float(np.sum(resid ** 2)), float(np.sum((y - y.mean()) ** 2))
+    rss_s = float(np.sum(resid ** 2))
+    res.aicc_sigmoid = _aicc(rss_s, n, 4)
+    aics = {"constant": res.aicc_constant, "line": res.aicc_line, "sigmoid": res.aicc_sigmoid}
+    res.best_model = min(aics, key=aics.get)
+    # and the sigmoid's extra parameters must pay off in an F test against each simpler model
     from scipy.stats import f as f_dist
-    p_rise = float(f_dist.sf(((rss0 - rss1) / 3) / max(rss1 / (x.size - 4), 1e-300), 3, x.size - 4)) \
-        if x.size > 4 else 1.0
-    if abs(res.amplitude) < 2 * sd or p_rise > 0.05:
-        res.reason = (f"no clear rise: sigmoid vs constant F-test p = {p_rise:.3g}, |amplitude| = "
-                      f"{abs(res.amplitude):.3g}, residual SD = {sd:.3g}")
+    den = max(rss_s / (n - 4), 1e-300) if n > 4 else float("inf")
+    p_c = float(f_dist.sf(((rss_c - rss_s) / 3) / den, 3, n - 4)) if n > 4 else 1.0
+    p_l = float(f_dist.sf(((rss_l - rss_s) / 2) / den, 2, n - 4)) if n > 4 else 1.0
+    if res.best_model == "sigmoid" and max(p_c, p_l) >= 0.05:
+        res.best_model = "constant" if res.aicc_constant <= res.aicc_line or p_c >= 0.05 else "line"
+    res.lo, res.amplitude, res.midpoint, res.width = (float(v) for v in popt)
+    res.direction = "falls" if res.amplitude < 0 else "rises"
+    if res.best_model != "sigmoid":
+        res.reason = (f"no dated rise or fall: a {res.best_model} explains the curve as well (AICc constant "
+                      f"{res.aicc_constant:.1f}, line {res.aicc_line:.1f}, sigmoid {res.aicc_sigmoid:.1f}; sigmoid "
+                      f"vs constant F-test p = {p_c:.3g}, vs line p = {p_l:.3g})")
         res.midpoint = float("nan")
+        res.direction = "flat" if res.best_model == "constant" else ("trend up" if beta[0] > 0 else "trend down")
         return res
     rng = np.random.default_rng(seed)
     boot = np.full(n_boot, np.nan)
@@ -137,25 +176,52 @@ def fit_sigmoid(x: np.ndarray, y: np.ndarray, *, n_boot: int = 200, seed: int = 
     return res
 
 
-def change_point(x: np.ndarray, y: np.ndarray, *, min_size: int = 2) -> tuple[float, int, str]:
-    """Single mean-shift change point by :class:`ruptures.Dynp` (cost "l2", one breakpoint).
+def _best_split(Y: np.ndarray, min_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best single mean-shift split of each row of Y (B, n): (explained fraction R^2, split index)."""
+    n = Y.shape[1]
+    cs = np.cumsum(Y, axis=1)
+    tot = cs[:, -1:]
+    idx = np.arange(min_size, n - min_size + 1)
+    left = cs[:, idx - 1]
+    # between-segment sum of squares of a split at t: n1 n2 / n (mean1 - mean2)^2
+    n1 = idx.astype(float)
+    n2 = n - n1
+    between = (left / n1 - (tot - left) / n2) ** 2 * n1 * n2 / n
+    sst_ = np.sum((Y - Y.mean(axis=1, keepdims=True)) ** 2, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = between / sst_
+    j = np.nanargmax(np.where(np.isfinite(r2), r2, -1), axis=1)
+    return r2[np.arange(Y.shape[0]), j], idx[j]
+
+
+def change_point(x: np.ndarray, y: np.ndarray, *, min_size: int = 2, n_perm: int = 999, alpha: float = 0.05,
+                 seed: int = 0) -> tuple[float, int, str, float]:
+    """Single mean-shift change point with a permutation test that a break exists.
 
     Returns:
-        (x_cp, index, reason): x_cp = midway between x[index - 1] and x[index] (log10 tokens),
-        index = first checkpoint after the shift; NaN / -1 with a reason when too short.
+        (x_cp, index, reason, p): x_cp = midway between x[index - 1] and x[index] (log10 tokens),
+        index = first checkpoint after the shift, p the permutation p-value; x_cp NaN / index -1
+        with a reason when the curve is too short or p > alpha ("no break").
     """
-    import ruptures as rpt
-
     x = np.asarray(x, float)
     y = np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     if x.size < 2 * min_size + 1:
-        return float("nan"), -1, f"too few checkpoints ({x.size}) for a change point"
+        return float("nan"), -1, f"too few checkpoints ({x.size}) for a change point", float("nan")
     order = np.argsort(x)
     x, y = x[order], y[order]
-    bkp = rpt.Dynp(model="l2", min_size=min_size, jump=1).fit(y.reshape(-1, 1)).predict(n_bkps=1)[0]
-    return float((x[bkp - 1] + x[bkp]) / 2), int(bkp), ""
+    if np.ptp(y) == 0:
+        return float("nan"), -1, "constant curve: no change point", 1.0
+    r2, bkp = _best_split(y[None, :], min_size)
+    rng = np.random.default_rng(seed)
+    perm = np.argsort(rng.random((n_perm, y.size)), axis=1)
+    null, _ = _best_split(y[perm], min_size)
+    p = float((1 + np.sum(null >= r2[0] - 1e-12)) / (n_perm + 1))
+    if p > alpha:
+        return float("nan"), -1, f"no change point (permutation p = {p:.3f})", p
+    b = int(bkp[0])
+    return float((x[b - 1] + x[b]) / 2), b, "", p
 
 
 def _detrend(y: np.ndarray, log_step: np.ndarray, method: str) -> np.ndarray:
@@ -257,28 +323,40 @@ class EmergenceResult:
 def emergence_analysis(curves: pd.DataFrame, *, pairs: list[tuple[str, str]] | None = None,
                        n_boot: int = 200, n_boot_corr: int = 1000, granger_lag: int = 1,
                        seed: int = 0) -> EmergenceResult:
-    """Date every curve and compare pairs.
+    """Date every ability / score curve, keep nulls as bands, and compare pairs.
 
     Args:
-        curves: long table with ``step``, ``tokens_seen``, ``curve``, ``value`` (one value per step).
-        pairs: (A, B) curve pairs to compare; default all pairs.
+        curves: long table with ``step``, ``tokens_seen``, ``curve``, ``value`` (one value per step);
+            optional ``null`` (bool: the curve is a null, e.g. the fake-tail baseline or the
+            shuffled-label PD) and ``null_of`` (the curve it bounds). Nulls are never dated: their
+            range is reported beside the curve they bound (``null_low`` / ``null_high``).
+        pairs: (A, B) curve pairs to compare; default all pairs of non-null curves.
 
     Returns:
-        EmergenceResult with ``curves`` columns: curve, n, midpoint_log10_tokens, ci_low, ci_high,
-        amplitude, change_point_log10_tokens, onset_rank, note; and ``pairs`` columns: curve_a,
-        curve_b, lead (x0_B - x0_A), lead_ci_low, lead_ci_high, rises_first, r_diff (+CI), r_detrended
-        (+CI), granger_p_a_to_b, granger_p_b_to_a (exploratory), note.
+        EmergenceResult with ``curves`` columns: curve, n, direction, best_model, aicc_constant,
+        aicc_line, aicc_sigmoid, midpoint_log10_tokens, ci_low, ci_high, amplitude,
+        change_point_log10_tokens, change_point_p, onset_rank (rises only), null_low, null_high,
+        note; and ``pairs`` columns: curve_a, curve_b, lead (x0_B - x0_A), lead_ci_low,
+        lead_ci_high, rises_first, r_diff (+CI), r_detrended (+CI), granger_p_a_to_b,
+        granger_p_b_to_a (exploratory), note.
     """
     need = {"step", "tokens_seen", "curve", "value"}
     if not need <= set(curves.columns):
         raise ValueError(f"stats.emergence: curves table needs columns {sorted(need)}, has {list(curves.columns)}.")
-    c = curves.groupby(["curve", "step"], as_index=False).agg(tokens_seen=("tokens_seen", "first"),
-                                                              value=("value", "mean"))
+    cv = curves.copy()
+    if "null" not in cv.columns:
+        cv["null"] = False
+    if "null_of" not in cv.columns:
+        cv["null_of"] = ""
+    cv["null"] = cv["null"].fillna(False).astype(bool)
+    meta = cv.groupby("curve").agg(null=("null", "first"), null_of=("null_of", "first"))
+    c = cv.groupby(["curve", "step"], as_index=False).agg(tokens_seen=("tokens_seen", "first"), value=("value", "mean"))
     if c["tokens_seen"].isna().any():
         raise ValueError("stats.emergence: tokens_seen is missing for some checkpoints; fill it in the results.")
     # the initial checkpoint (0 tokens) has no place on a log-token axis: dated curves start after it
     c = c[c["tokens_seen"] > 0]
-    names = sorted(c["curve"].unique())
+    names = sorted(n for n in c["curve"].unique() if not meta.loc[n, "null"])
+    nulls = {n: c[c["curve"] == n]["value"] for n in c["curve"].unique() if meta.loc[n, "null"]}
     fits, rows = {}, []
     series = {}
     for i, name in enumerate(names):
@@ -287,23 +365,33 @@ def emergence_analysis(curves: pd.DataFrame, *, pairs: list[tuple[str, str]] | N
         y = d["value"].to_numpy(float)
         series[name] = d.set_index("step")["value"]
         f = fit_sigmoid(x, y, n_boot=n_boot, seed=seed + i)
-        cp, _, cp_reason = change_point(x, y)
+        cp, _, cp_reason, cp_p = change_point(x, y, seed=seed + i)
         fits[name] = f
-        rows.append({"curve": name, "n": f.n, "midpoint_log10_tokens": f.midpoint, "ci_low": f.ci_low,
+        bound = [v for n, v in nulls.items() if meta.loc[n, "null_of"] == name]
+        nv = pd.concat(bound) if bound else pd.Series(dtype=float)
+        rows.append({"curve": name, "n": f.n, "direction": f.direction, "best_model": f.best_model,
+                     "aicc_constant": f.aicc_constant, "aicc_line": f.aicc_line, "aicc_sigmoid": f.aicc_sigmoid,
+                     "midpoint_log10_tokens": f.midpoint, "ci_low": f.ci_low,
                      "ci_high": f.ci_high, "amplitude": f.amplitude, "change_point_log10_tokens": cp,
+                     "change_point_p": cp_p, "null_low": float(nv.min()) if len(nv) else np.nan,
+                     "null_high": float(nv.max()) if len(nv) else np.nan,
                      "note": "; ".join(r for r in (f.reason, cp_reason) if r)})
-    ct = pd.DataFrame(rows)
-    ct["onset_rank"] = ct["midpoint_log10_tokens"].rank(method="min")
+    ct = pd.DataFrame(rows, columns=["curve", "n", "direction", "best_model", "aicc_constant", "aicc_line",
+                                     "aicc_sigmoid", "midpoint_log10_tokens", "ci_low", "ci_high", "amplitude",
+                                     "change_point_log10_tokens", "change_point_p", "null_low", "null_high", "note"])
+    rising = ct["midpoint_log10_tokens"].where(ct["direction"] == "rises")
+    ct["onset_rank"] = rising.rank(method="min")
     prs = pairs if pairs is not None else [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     prow = []
     for a, b in prs:
         if a not in series or b not in series:
-            raise ValueError(f"stats.emergence: pair ({a!r}, {b!r}) names an unknown curve; have {names}.")
+            raise ValueError(f"stats.emergence: pair ({a!r}, {b!r}) names an unknown or null curve; have {names}.")
         j = pd.concat([series[a].rename("a"), series[b].rename("b")], axis=1, join="inner").sort_index()
         ls = np.log(j.index.to_numpy(float))
         fa, fb = fits[a], fits[b]
         notes = []
-        lead = fb.midpoint - fa.midpoint
+        both_rise = fa.direction == "rises" and fb.direction == "rises"
+        lead = fb.midpoint - fa.midpoint if both_rise else float("nan")
         lo = hi = float("nan")
         if np.isfinite(lead) and fa.boot.size and fb.boot.size:
             dd = fb.boot - fa.boot
@@ -327,60 +415,92 @@ def emergence_analysis(curves: pd.DataFrame, *, pairs: list[tuple[str, str]] | N
     return EmergenceResult(curves=ct, pairs=pd.DataFrame(prow))
 
 
-def curves_from_normalisers(normalisers: pd.DataFrame, tokens: pd.Series | None = None) -> pd.DataFrame:
-    """Ability curves from the clean model: mean over tasks of (clean - floor) per step and ability."""
-    g = normalisers.groupby(["step", "ability"], as_index=False)["gap"].mean()
-    g["curve"] = g["ability"].str.upper()
-    g = g.rename(columns={"gap": "value"})
-    if tokens is not None:
-        g["tokens_seen"] = g["step"].map(tokens)
-    return g[["step", "tokens_seen", "curve", "value"]] if "tokens_seen" in g else g
+def emergence_order(curves: pd.DataFrame) -> pd.DataFrame:
+    """The order of emergence as a small table: one row per dated curve (rises first, by midpoint),
+    then falls and curves that did not emerge.
 
-
-_LABELS = ("curve", "score", "metric", "ability", "relation", "name", "kind")
-_NON_CURVE = {"step", "tokens_seen", "layer", "head", "shots", "item", "task", "seed", "control_index"}
-
-
-def curves_from_table(df: pd.DataFrame, *, prefix: str = "", heads: set[str] | None = None,
-                      tokens: pd.Series | None = None) -> pd.DataFrame:
-    """Best-effort long curves from a per-step table (``icl_summary`` or ``head_scores``).
-
-    Accepted shapes: long (a ``value`` column plus label columns among curve/score/metric/ability/
-    relation/name/kind; other columns such as heads/tasks are averaged) or wide (every other numeric
-    column is a curve). ``heads`` (strings like ``"L3H5"``) restricts head-score rows to the selected
-    heads when a ``head`` (and optionally ``layer``) column exists.
-
-    Raises:
-        ValueError: no ``step`` column, or nothing numeric to use.
+    Columns: ``order`` (1, 2, ... for rises; "" otherwise), ``curve``, ``emergence`` (``"rises at"`` /
+    ``"falls at"`` / ``"not emerged"`` / ``"steady trend, no onset"``), ``midpoint_log10_tokens``,
+    ``ci_low``, ``ci_high``, ``best_model``, ``null_low``, ``null_high``.
     """
-    if "step" not in df.columns:
-        raise ValueError(f"stats.emergence: table has no 'step' column (columns {list(df.columns)}).")
-    d = df.copy()
-    if heads and "head" in d.columns:
-        if "layer" in d.columns and pd.api.types.is_integer_dtype(d["head"]):
-            hid = "L" + d["layer"].astype(str) + "H" + d["head"].astype(str)
-        else:
-            hid = d["head"].astype(str)
+    d = curves.copy()
+    if d.empty:
+        return pd.DataFrame(columns=["order", "curve", "emergence", "midpoint_log10_tokens", "ci_low", "ci_high",
+                                     "best_model", "null_low", "null_high"])
+    dated = np.isfinite(d["midpoint_log10_tokens"].to_numpy(float))
+    what = np.where(dated & (d["direction"] == "rises"), "rises at",
+                    np.where(dated & (d["direction"] == "falls"), "falls at",
+                             np.where(d["best_model"] == "line", "steady trend, no onset", "not emerged")))
+    d["emergence"] = what
+    d["_k"] = np.select([what == "rises at", what == "falls at"], [0, 1], 2)
+    d = d.sort_values(["_k", "midpoint_log10_tokens", "curve"], kind="stable")
+    d["order"] = ""
+    r = d["_k"] == 0
+    d.loc[r, "order"] = [str(i + 1) for i in range(int(r.sum()))]
+    return d[["order", "curve", "emergence", "midpoint_log10_tokens", "ci_low", "ci_high", "best_model",
+              "null_low", "null_high"]].reset_index(drop=True)
+
+
+def ability_curves(drops) -> pd.DataFrame:
+    """Clean-model ability curves per task family from :class:`stats.drops.DropTables`.
+
+    ``LR:<family>``, ``FC:<family>``, ``PD:<family>`` = mean over the analysed clean items of the
+    family of (clean - floor) per checkpoint (the same items the drops use). The shuffled-label PD
+    minus chance is the null band ``PD:<family> (shuffled labels)`` of the PD curve (when present).
+    Bookkeeping columns (chance, counts, SEMs, ranks) are never curves.
+    """
+    from .drops import ABILITIES, _floor
+
+    cl = drops.clean
+    cols = ["step", "tokens_seen", "curve", "value", "null", "null_of"]
+    if cl is None or cl.empty:
+        return pd.DataFrame(columns=cols)
+    cl = cl[cl["analysed"]]
+    parts = []
+    fam = cl["family"].astype(str)
+    for a in ABILITIES:
+        v = cl[a] - _floor(cl, a)
+        g = pd.DataFrame({"step": cl["step"], "tokens_seen": cl["tokens_seen"], "fam": fam, "v": v}).groupby(
+            ["step", "fam"], as_index=False).agg(tokens_seen=("tokens_seen", "first"), value=("v", "mean"))
+        g["curve"] = a.upper() + ":" + g["fam"]
+        parts.append(g.assign(null=False, null_of=""))
+    if "pd_shuffled" in cl.columns and np.isfinite(cl["pd_shuffled"].to_numpy(float)).any():
+        g = pd.DataFrame({"step": cl["step"], "tokens_seen": cl["tokens_seen"], "fam": fam,
+                          "v": cl["pd_shuffled"] - cl["pd_floor"]}).groupby(["step", "fam"], as_index=False).agg(
+            tokens_seen=("tokens_seen", "first"), value=("v", "mean"))
+        g["null_of"] = "PD:" + g["fam"]
+        g["curve"] = g["null_of"] + " (shuffled labels)"
+        parts.append(g.assign(null=True))
+    return pd.concat(parts, ignore_index=True)[cols]
+
+
+def head_score_curves(head_scores: pd.DataFrame, *, heads: set[str] | None = None) -> pd.DataFrame:
+    """The selected heads' score curves from ``head_scores.parquet`` (mean over the selected heads).
+
+    One curve per score (and relation, forward direction where a direction exists): ``heads:<score>``
+    or ``heads:relation_index:<relation>``. The fake-tail ``baseline`` score is the *null* of the
+    relation-index curve of the same relation (a band, never dated).
+    """
+    cols = ["step", "tokens_seen", "curve", "value", "null", "null_of"]
+    d = head_scores.copy()
+    if d.empty or not {"step", "score", "value"} <= set(d.columns):
+        return pd.DataFrame(columns=cols)
+    if "direction" in d.columns:
+        d = d[d["direction"].isna() | (d["direction"].astype(str).isin(["forward", "", "None", "nan"]))]
+    if heads and {"layer", "head"} <= set(d.columns):
+        hid = "L" + d["layer"].astype(str) + "H" + d["head"].astype(str)
         if hid.isin(heads).any():
             d = d[hid.isin(heads)]
     if "tokens_seen" not in d.columns:
-        if tokens is None:
-            raise ValueError("stats.emergence: table has no tokens_seen and none could be taken from results.")
-        d["tokens_seen"] = d["step"].map(tokens)
-    if "value" in d.columns:
-        labels = [c for c in _LABELS if c in d.columns]
-        if labels:
-            d["curve"] = d[labels].astype(str).agg(":".join, axis=1)
-        else:
-            d["curve"] = "value"
-        out = d.groupby(["curve", "step"], as_index=False).agg(tokens_seen=("tokens_seen", "first"),
-                                                               value=("value", "mean"))
-    else:
-        num = [c for c in d.columns if c not in _NON_CURVE and pd.api.types.is_numeric_dtype(d[c])]
-        if not num:
-            raise ValueError(f"stats.emergence: no numeric curve columns in table (columns {list(d.columns)}).")
-        out = d.groupby("step", as_index=False).agg(tokens_seen=("tokens_seen", "first"),
-                                                    **{c: (c, "mean") for c in num})
-        out = out.melt(id_vars=["step", "tokens_seen"], var_name="curve", value_name="value")
-    out["curve"] = prefix + out["curve"].astype(str)
-    return out[["step", "tokens_seen", "curve", "value"]]
+        d["tokens_seen"] = np.nan
+    rel = d["relation"].astype(str) if "relation" in d.columns else pd.Series("", index=d.index)
+    rel = rel.where(~rel.isin(["", "None", "nan"]), "")
+    score = d["score"].astype(str)
+    base = np.where(score == "baseline", "relation_index", score)
+    d["curve"] = "heads:" + pd.Series(base, index=d.index) + np.where(rel != "", ":" + rel, "")
+    d["null"] = (score == "baseline").to_numpy()
+    d["null_of"] = np.where(d["null"], d["curve"], "")
+    d.loc[d["null"], "curve"] = d.loc[d["null"], "curve"] + " (fake-tail null)"
+    g = d.groupby(["curve", "step"], as_index=False).agg(tokens_seen=("tokens_seen", "first"), value=("value", "mean"),
+                                                         null=("null", "first"), null_of=("null_of", "first"))
+    return g[cols]

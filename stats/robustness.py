@@ -4,9 +4,10 @@
   PD - FC differences; IUT p = max of the two.
 * Mixed model: :class:`statsmodels.regression.mixed_linear_model.MixedLM` on item-level drops::
 
-      drop_{i,a} = beta_a + u_task + u_item + u_checkpoint + e
+      drop_{i,a} = beta_a + u_task + u_query + u_checkpoint + e
 
-  with crossed random intercepts for task, item (within task) and checkpoint, written as variance
+  with crossed random intercepts for task, query (within task: the item index, which names the
+  same query at every shot count, so a query's prompts share one intercept) and checkpoint, written as variance
   components of a single all-encompassing group. The PD - LR and PD - FC contrasts are the fixed
   effects ``beta_PD - beta_LR`` and ``beta_PD - beta_FC``. Every warning raised while fitting
   (ConvergenceWarning, boundary / Hessian warnings) is captured and returned in ``warnings`` and
@@ -78,8 +79,10 @@ class MixedModelResult:
 
     @property
     def p_iut(self) -> float:
-        """One-sided IUT p of the two model contrasts (max of the one-sided z p-values)."""
-        return float(max(self.p_pd_minus_lr, self.p_pd_minus_fc))
+        """One-sided IUT p of the two model contrasts (max of the one-sided z p-values); NaN when
+        either half is NaN (Python's ``max`` would return the other half or NaN by argument order)."""
+        a, b = float(self.p_pd_minus_lr), float(self.p_pd_minus_fc)
+        return float("nan") if not (np.isfinite(a) and np.isfinite(b)) else max(a, b)
 
 
 def mixed_model(items: pd.DataFrame, *, value: str = "drop", method: str = "lbfgs",

@@ -64,21 +64,36 @@ def significance_display(table: pd.DataFrame) -> pd.DataFrame:
             "d_z": fmt_num(r.d_z),
             "p (IUT)": fmt_p(r.p_iut),
             "p (Holm)": holm,
-            "p (random heads, R)": f"{fmt_p(r.p_random)} ({r.R})",
+            "p (random heads, R)": f"{fmt_p(r.p_random)} ({int(r.R_null) if np.isfinite(r.R_null) else 0})",
+            "tasks (queries)": f"{int(r.n_tasks) if np.isfinite(r.n_tasks) else 0} ({int(r.n_queries) if np.isfinite(r.n_queries) else 0})",
+            "doc. LR drop (secondary)": fmt_num(r.doc_lr_drop),
             "note": r.note,
         })
     return pd.DataFrame(rows)
 
 
 def emergence_display(curves: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """APA-style per-curve and per-pair emergence tables."""
+    """APA-style order-of-emergence table (one row per curve) and per-pair table.
+
+    The curve table is :func:`stats.emergence.emergence_order`: rises first by midpoint, then
+    falls, then "not emerged" / "steady trend"; the null band (range of the curve's null over
+    checkpoints) beside each curve; the model comparison that decided it.
+    """
+    from .emergence import emergence_order
+
+    o = emergence_order(curves)
+    cur = curves.set_index("curve") if len(curves) else curves
     c = pd.DataFrame({
-        "curve": curves["curve"], "checkpoints": curves["n"].astype(int),
-        "midpoint, log10 tokens [95% CI]": [fmt_ci(m, lo, hi) for m, lo, hi in
-                                            zip(curves["midpoint_log10_tokens"], curves["ci_low"], curves["ci_high"])],
-        "change point, log10 tokens": [fmt_num(v) for v in curves["change_point_log10_tokens"]],
-        "onset rank": [NA if not np.isfinite(v) else str(int(v)) for v in curves["onset_rank"]],
-        "note": curves["note"]})
+        "order": o["order"], "curve": o["curve"], "emergence": o["emergence"],
+        "midpoint, log10 tokens [95% CI]": [fmt_ci(m, lo, hi) if np.isfinite(m) else "not emerged"
+                                            for m, lo, hi in zip(o["midpoint_log10_tokens"], o["ci_low"], o["ci_high"])],
+        "best model (AICc)": o["best_model"],
+        "null band": [f"[{fmt_num(lo)}, {fmt_num(hi)}]" if np.isfinite(lo) else "" for lo, hi in
+                      zip(o["null_low"], o["null_high"])],
+        "change point, log10 tokens": [fmt_num(cur.loc[k, "change_point_log10_tokens"]) if k in cur.index else NA
+                                       for k in o["curve"]],
+        "checkpoints": [int(cur.loc[k, "n"]) if k in cur.index else 0 for k in o["curve"]],
+        "note": [cur.loc[k, "note"] if k in cur.index else "" for k in o["curve"]]})
     if pairs is None or pairs.empty:
         return c, pd.DataFrame()
     p = pd.DataFrame({
@@ -135,17 +150,31 @@ def write_tables(result, out_dir: Path) -> dict[str, Path]:
     disp = significance_display(result.table)
     notes = [f"checkpoint {s}, {c}/{o}: {n}" for s, c, o, n in
              zip(result.table["step"], result.table["condition"], result.table["operator"], result.table["note"]) if n]
-    notes.append("dPD/dLR/dFC: mean normalised drop (clean - ablated)/(clean - floor) of the tested heads over tasks. "
-                 "Specific contrast: S_PD - (S_LR + S_FC)/2 of drops minus the mean of R matched random head sets "
-                 "('(target)' = no random sets: own drops). p (IUT) = max of one-sided sign-flip tests PD > LR, PD > FC. "
-                 "p (Holm): across pre-registered checkpoints; '(BH)': Benjamini-Hochberg for exploratory ones.")
+    notes.append("dPD/dLR/dFC: mean normalised drop (clean - ablated)/(clean - floor) of the tested heads over tasks, "
+                 "all three measured on the same prompts (LR inside the prompt: answer loss of the first minus the last "
+                 "demonstrations). Zero-shot prompts are the FC floor and enter no drop. "
+                 "Specific contrast: S_PD - (S_LR + S_FC)/2 of drops minus the mean of the R matched random head sets "
+                 "with data ('(target)' = no random sets: own drops); 95% CI: bootstrap over tasks, then queries. "
+                 "p (IUT) = max of one-sided sign-flip tests over tasks PD > LR, PD > FC. "
+                 "p (Holm): across pre-registered checkpoints (absent or untestable ones count as p = 1); "
+                 "'(BH)': Benjamini-Hochberg for exploratory ones. Doc. LR drop: document-level LR (held-out text), "
+                 "a secondary measure that enters no test.")
+    nt = result.drops.normalisers
+    if len(nt):
+        near = nt[nt["near_threshold"].astype(bool)]
+        if len(near):
+            notes.append(f"{len(near)} task x checkpoint x ability cell(s) are present but near the threshold "
+                         "(clean - floor < 2 x min_gap): " + ", ".join(
+                             f"{r.ability.upper()} {r.task} step {r.step} ({r.gap:.3f})" for r in near.head(8).itertuples())
+                         + (" ..." if len(near) > 8 else "") + " (exclusions.csv)")
     for p in _write_three(disp, out_dir / "significance", "Does ablation hurt pattern discovery more than loss "
                           "reduction and format compliance?", notes):
         written[p.name] = p
     result.table.to_csv(out_dir / "significance_tidy.csv", index=False)
     written["significance_tidy.csv"] = out_dir / "significance_tidy.csv"
     for name, df in (("breakdown_exploratory", result.breakdown), ("robustness", result.robustness),
-                     ("exclusions", result.drops.normalisers), ("drops_raw", result.drops.raw)):
+                     ("exclusions", result.drops.normalisers), ("drops_raw", result.drops.raw),
+                     ("item_counts", result.drops.counts), ("document_lr", getattr(result, "documents", pd.DataFrame()))):
         df.to_csv(out_dir / f"{name}.csv", index=False)
         written[f"{name}.csv"] = out_dir / f"{name}.csv"
     if result.emergence is not None:
@@ -154,7 +183,8 @@ def write_tables(result, out_dir: Path) -> dict[str, Path]:
                    + to_markdown(p.drop(columns=["note"], errors="ignore")) if not p.empty else ""
         tex_pairs = "\n" + to_latex(p.drop(columns=["note"], errors="ignore"), caption="Curve pairs") if not p.empty else ""
         cnotes = [f"{a}: {n}" for a, n in zip(c["curve"], c["note"]) if n]
-        for path in _write_three(c, out_dir / "emergence", "Emergence over checkpoints (sigmoid midpoints)",
+        for path in _write_three(c, out_dir / "emergence", "Order of emergence (sigmoid midpoints where a sigmoid "
+                                 "beats a constant and a line in log tokens)",
                                  cnotes, md_pairs, tex_pairs):
             written[path.name] = path
         result.emergence.curves.to_csv(out_dir / "emergence_tidy.csv", index=False)
@@ -232,26 +262,34 @@ def summary_paragraph(result) -> str:
     n_ex = int(ex["excluded"].sum())
     if n_ex:
         parts.append(f"By the pre-registered rule, {n_ex} task x checkpoint x ability cell(s) were excluded because "
-                     f"the ability was absent (clean - floor below threshold).")
+                     f"the ability was absent (clean not reliably above its floor by the presence test, or clean - "
+                     f"floor below the minimum gap).")
+    cnt = result.drops.counts
+    if cnt is not None and len(cnt):
+        left = {c: int(cnt[c].sum()) for c in cnt.columns
+                if c not in ("step", "task", "condition", "operator", "rows", "analysed") and cnt[c].sum() > 0}
+        if left:
+            parts.append(f"Of {int(cnt['rows'].sum())} prompt rows, {int(cnt['analysed'].sum())} entered the drops; left out: "
+                         + ", ".join(f"{v} {k}" for k, v in left.items()) + " (item_counts.csv).")
     rob = result.robustness
     if rob is not None and not rob.empty:
         bad = rob[~rob["converged"].astype(bool) | (rob["warnings"] != "")]
-        parts.append("The crossed mixed model (task, item, checkpoint) gave PD - LR = "
+        parts.append("The crossed mixed model (task, query, checkpoint) gave PD - LR = "
                      + ", ".join(f"{fmt_num(r.pd_minus_lr)} and PD - FC = {fmt_num(r.pd_minus_fc)} for {r.condition}/{r.operator}"
                                  for r in rob.itertuples())
                      + (f"; {len(bad)} fit(s) raised convergence warnings, reported in robustness.csv." if len(bad) else "."))
     em = result.emergence
     if em is not None and not em.curves.empty:
-        dated = em.curves[np.isfinite(em.curves["midpoint_log10_tokens"])].sort_values("midpoint_log10_tokens")
-        if len(dated):
-            parts.append("Over training, fitted sigmoid midpoints order the curves as "
-                         + " < ".join(f"{r.curve} ({fmt_num(r.midpoint_log10_tokens)} log10 tokens)" for r in dated.itertuples())
-                         + ".")
-        clear = em.pairs[em.pairs["rises_first"] != "unclear"] if not em.pairs.empty else em.pairs
-        if not clear.empty:
-            parts.append("Bootstrap CIs of the lead separate " + "; ".join(
-                f"{r.rises_first} rising before {r.curve_b if r.rises_first == r.curve_a else r.curve_a}"
-                for r in clear.itertuples()) + ". Granger tests are exploratory only.")
+        from .emergence import emergence_order
+        o = emergence_order(em.curves)
+        rises = o[o["emergence"] == "rises at"]
+        falls = o[o["emergence"] == "falls at"]
+        s_ = (f"Of {len(o)} curves, {len(rises)} rose with a dated midpoint"
+              + (f" (first: {rises.iloc[0]['curve']} at {fmt_num(rises.iloc[0]['midpoint_log10_tokens'])} log10 tokens)"
+                 if len(rises) else "")
+              + (f", {len(falls)} fell" if len(falls) else "")
+              + f" and {len(o) - len(rises) - len(falls)} did not emerge; the order is in the emergence table.")
+        parts.append(s_)
     pt = getattr(result, "patching", None)
     if pt is not None:
         parts.append(pt.summary())

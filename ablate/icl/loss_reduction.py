@@ -4,13 +4,17 @@ Per document and per intervention condition (docs/science.md §5)::
 
     loss_early = mean loss over tokens [0, 50)       loss_mid  = mean over [50, 100)
     loss_late  = mean loss over tokens [450, 500)
-    lr_mid  = loss_mid  - loss_early                 (the paper's LR, tokens 50-100 vs 0-50)
-    lr_late = loss_late - loss_early                 (the paper's LR, tokens 450-500 vs 0-50)
-    olsson  = loss@500 - loss@50                      (Olsson et al.'s ICL score, single tokens)
+    lr_mid  = loss_early - loss_mid                  (the paper's LR, tokens 0-50 vs 50-100)
+    lr_late = loss_early - loss_late                 (the paper's LR, tokens 0-50 vs 450-500)
+    olsson  = loss@50 - loss@500                      (Olsson et al.'s ICL score, single tokens,
+                                                       negated)
 
-Negative values mean in-context learning (later tokens are cheaper). The early and late window
-losses are kept as separate columns because an ablation can raise the early loss more than the
-late one (the difference alone would then look like *more* ICL).
+**One sign everywhere: higher = more in-context ability** (later tokens are cheaper), the same sign
+as the in-prompt ``lr_prompt`` of :mod:`ablate.icl.metrics` and the ``lr`` / ``lr_doc`` columns of
+the runner's results table. (Olsson et al. write the score as loss@500 - loss@50, negative for ICL;
+this column is its negation.) The early and late window losses are kept as separate columns
+because an ablation can raise the early loss more than the late one (the difference alone would
+then look like *more* ICL).
 
 Token index ``t`` is the 0-based position of the *predicted* token in the document; its loss is
 ``-log p(x_t | x_<t)``. Without BOS the first token has no loss, so ``[0, 50)`` averages
@@ -215,6 +219,6 @@ def loss_reduction(handle: ModelHandle, docs: Sequence[str], conditions: Sequenc
             a_l = float(x[win.at_late]) if win.at_late < n_tok else math.nan
             recs.append({"condition": c.name, "condition_index": k, "doc": d, "n_tokens": n_tok,
                          "loss_early": le, "loss_mid": lm, "loss_late": ll,
-                         "lr_mid": lm - le, "lr_late": ll - le,
-                         "loss_at_early": a_e, "loss_at_late": a_l, "olsson": a_l - a_e, **desc})
+                         "lr_mid": le - lm, "lr_late": le - ll,
+                         "loss_at_early": a_e, "loss_at_late": a_l, "olsson": a_e - a_l, **desc})
     return pd.DataFrame.from_records(recs)

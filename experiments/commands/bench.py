@@ -1,5 +1,11 @@
-"""``ablate bench NAME``: benchmarks that print measured ratios (side by side, one process, with the
-load average); ``ablate bench all`` runs every one."""
+"""``ablate bench NAME``: benchmarks that print measured numbers (side by side, one process, with the
+load average); ``ablate bench all`` runs every one.
+
+* ``interventions``, ``prefix``, ``atp``, ``relation-index``: measured speed ratios;
+* ``calibration``: the primary test's rejection rate at the least-favourable null and its power,
+  over simulated studies passed through the runner's own table builder
+  (:mod:`stats.calibration`; numpy only, no torch).
+"""
 
 from __future__ import annotations
 
@@ -16,13 +22,37 @@ BENCHES: dict[str, str] = {
 }
 
 
+def _calibration(studies: int, power_studies: int, seed: int) -> None:
+    import time
+
+    from stats.calibration import CONFIGS, header, level_and_power
+
+    t0 = time.perf_counter()
+    click.echo("Primary test (IUT of two one-sided sign-flip tests over tasks on specific drops) through "
+               "experiments.tidy.results_table -> stats.analyze; least-favourable null: PD drop = LR drop "
+               "= .6, FC untouched; power at LR = FC = .1, PD = .1 + effect.\n")
+    click.echo(header(n_power=power_studies))
+    res = level_and_power(CONFIGS, n_level=studies, n_power=power_studies, seed=seed, print_fn=click.echo)
+    bad = res[(res["level"] < 0.02) | (res["level"] > 0.065)]
+    click.echo(f"\n{len(res) - len(bad)} of {len(res)} configurations have a level in [.02, .065]; "
+               f"{time.perf_counter() - t0:.0f} s.")
+
+
 @click.command("bench")
-@click.argument("what", type=click.Choice(sorted(BENCHES) + ["all"]), default="interventions")
+@click.argument("what", type=click.Choice(sorted(BENCHES) + ["calibration", "all"]), default="interventions")
 @click.option("--threads", default=2, show_default=True)
 @click.option("--repeats", default=3, show_default=True)
-def bench_command(what, threads, repeats):
-    """Run a benchmark and print measured ratios (side by side, one process)."""
-    for name in (sorted(BENCHES) if what == "all" else [what]):
-        mod, fn = BENCHES[name].split(":")
+@click.option("--studies", default=1000, show_default=True,
+              help="calibration: simulated studies per configuration for the level (>= 500 for the README table).")
+@click.option("--power-studies", default=200, show_default=True, help="calibration: studies per power cell.")
+@click.option("--seed", default=0, show_default=True)
+def bench_command(what, threads, repeats, studies, power_studies, seed):
+    """Run a benchmark and print what it measured."""
+    names = sorted(BENCHES) + ["calibration"] if what == "all" else [what]
+    for name in names:
         click.echo(f"== bench {name}")
+        if name == "calibration":
+            _calibration(studies, power_studies, seed)
+            continue
+        mod, fn = BENCHES[name].split(":")
         getattr(importlib.import_module(mod), fn)(threads=threads, repeats=repeats, print_fn=click.echo)

@@ -49,9 +49,9 @@ def test_matches_literal_forward(add_bos):
         np.testing.assert_allclose(r["loss_early"], win(*w.early), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(r["loss_mid"], win(*w.mid), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(r["loss_late"], win(*w.late), rtol=1e-5, atol=1e-5, equal_nan=True)
-        np.testing.assert_allclose(r["lr_mid"], win(*w.mid) - win(*w.early), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(r["lr_mid"], win(*w.early) - win(*w.mid), rtol=1e-5, atol=1e-5)  # higher = more ICL
         at_l = loss.get(w.at_late, math.nan)
-        np.testing.assert_allclose(r["olsson"], at_l - loss[w.at_early], rtol=1e-5, atol=1e-5, equal_nan=True)
+        np.testing.assert_allclose(r["olsson"], loss[w.at_early] - at_l, rtol=1e-5, atol=1e-5, equal_nan=True)
         assert r["n_tokens"] == n
     assert math.isnan(df.iloc[1]["loss_late"])  # 60-token document does not reach the late window
 

@@ -78,7 +78,8 @@ def test_cliffs_delta_oracle():
 
 
 def test_bootstrap_ci_covers_planted_contrast():
-    df = simulate_results(n_steps=1, n_tasks=12, n_items=10, drops={"lr": .1, "fc": .1, "pd": .4}, n_random=0, seed=4)
+    df = simulate_results(n_steps=1, n_tasks=12, n_items=10, shots=(2, 4), drops={"lr": .1, "fc": .1, "pd": .4},
+                          n_random=0, seed=4)
     t = analyze(df, n_boot=1000, mixed_model=False).table.iloc[0]
     assert t["basis"] == "target"
     assert t["contrast_ci_low"] < 0.3 < t["contrast_ci_high"]
@@ -91,3 +92,44 @@ def test_cliffs_delta_equals_mann_whitney_identity():
     x, y = rng.normal(0.3, 1, 9), rng.normal(0, 1, 11)
     u = mannwhitneyu(x, y).statistic
     assert effects.cliffs_delta(x, y)[0] == pytest.approx(2 * u / (9 * 11) - 1)
+
+
+@pytest.mark.parametrize("n, alternative", [(6, "greater"), (9, "less"), (7, "two-sided"), (20, "greater")])
+def test_matrix_sign_flip_equals_scipy_permutation_test(n, alternative):
+    """The fast matrix implementation against scipy.stats.permutation_test (exact and Monte Carlo),
+    including the ties of 0/1-valued differences."""
+    from scipy.stats import permutation_test
+    rng = np.random.default_rng(n)
+    for d in (rng.normal(0.3, 1, n), rng.integers(-1, 2, n).astype(float)):
+        ours = contrasts.sign_flip_test(d, alternative=alternative, max_exact=2 ** 12, n_resamples=4999, seed=1)
+        if ours.exact:
+            ref = permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf,
+                                   alternative=alternative).pvalue
+            assert ours.pvalue == pytest.approx(ref, abs=1e-12)
+        else:  # different random sign vectors: equal up to Monte Carlo error (SE <= .0071)
+            ref = permutation_test((d,), np.mean, permutation_type="samples", n_resamples=4999,
+                                   alternative=alternative, rng=np.random.default_rng(2)).pvalue
+            assert abs(ours.pvalue - ref) < 0.03
+
+
+def test_mixed_model_iut_nan_when_either_half_is_nan():
+    nan = float("nan")
+    assert np.isnan(robustness.MixedModelResult(p_pd_minus_lr=nan, p_pd_minus_fc=0.01).p_iut)
+    assert np.isnan(robustness.MixedModelResult(p_pd_minus_lr=0.01, p_pd_minus_fc=nan).p_iut)
+    assert robustness.MixedModelResult(p_pd_minus_lr=0.01, p_pd_minus_fc=0.2).p_iut == 0.2
+
+
+def test_cluster_bootstrap_treats_a_query_across_shots_as_one_unit():
+    """Duplicating every query's item at 3 shot counts adds no information: the query bootstrap
+    gives the same distribution; an item-level bootstrap would shrink the CI by ~sqrt(3)."""
+    rng = np.random.default_rng(3)
+    tasks = [rng.normal(0.2, 0.5, (10, 3)) for _ in range(6)]
+    tasks = [x - x.mean(axis=0) + 0.2 for x in tasks]  # no between-task spread: the within-task part decides
+    one = [(x, np.ones(len(x))) for x in tasks]
+    three = [(3 * x, np.full(len(x), 3.0)) for x in tasks]  # sums over 3 identical items
+    a = effects.cluster_bootstrap(one, n_boot=500, seed=0)
+    b = effects.cluster_bootstrap(three, n_boot=500, seed=0)
+    np.testing.assert_allclose(a, b)
+    items = [(np.repeat(x, 3, axis=0), np.ones(3 * len(x))) for x in tasks]  # wrongly: items as units
+    c = effects.cluster_bootstrap(items, n_boot=500, seed=0)
+    assert np.std(c) < 0.7 * np.std(a)  # ~ 1 / sqrt(3) = .58

@@ -54,7 +54,7 @@ def test_hand_computed_units_and_exclusion():
     # task b: gap 0.01 < 0.1 -> excluded, with its reason
     assert np.isnan(u.loc["b", "restoration"]) and "gap < 0.1" in u.loc["b", "excluded"]
     t = analyze_patching(df).table.iloc[0]
-    assert t["n_tasks"] == 1 and "1 task(s) excluded" in t["note"] and "no random sets" in t["note"]
+    assert t["n_tasks"] == 1 and "1 task(s) excluded" in t["note"] and "no size-matched random sets" in t["note"]
 
 
 def test_holm_across_steps_and_missing_columns():
@@ -70,7 +70,7 @@ def test_null_calibration():
     about alpha of the time."""
     n = 300  # independent simulated datasets, one per "step"
     df = _table(0.3, 0.3, n_tasks=8, n_items=3, R=4, noise=0.5, seed=1, steps=range(n))
-    p = analyze_patching(df, n_boot=10).table["p_signflip"].to_numpy()
+    p = analyze_patching(df, n_boot=0).table["p_signflip"].to_numpy()
     assert len(p) == n and np.isfinite(p).all()
     rate = float(np.mean(p <= 0.05))
     assert rate <= 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / n), rate
@@ -81,3 +81,19 @@ def test_flags_a_specific_value_that_comes_from_harmful_random_sets():
     t = analyze_patching(_table(0.0, -0.5), n_boot=50).table.iloc[0]
     assert t["specific"] == pytest.approx(0.5) and "restores ~nothing" in t["note"]
     assert "restores ~nothing" not in analyze_patching(_table(0.8, 0.1), n_boot=50).table.iloc[0]["note"]
+
+
+def test_random_sets_of_another_size_are_not_the_null():
+    """A random set with a different number of heads restores differently; it must not enter the
+    tested set's specific restoration or its R."""
+    df = _table(0.8, 0.1, R=3)
+    big = df[df["condition"] == "random"].copy()
+    big["control_index"] += 10
+    big["head_set"] = "L0H1,L0H2,L0H3"           # 3 heads vs the target's 1
+    big["patched_gold_logprob"] = big["clean_gold_logprob"]  # restores everything
+    res = analyze_patching(pd.concat([df, big], ignore_index=True), n_boot=100)
+    t = res.table.iloc[0]
+    assert t["R"] == 3
+    assert t["random_restoration"] == pytest.approx(0.1)
+    assert t["specific"] == pytest.approx(0.7)
+    assert t["ci_low"] <= 0.7 <= t["ci_high"]
