@@ -157,7 +157,8 @@ def _test_groups(tested: pd.DataFrame, basis: str, counts: pd.DataFrame | None) 
         cols_b = [f"s_{a}" if b == "specific" else a for a in ABILITIES]
         own = valid[list(ABILITIES)].to_numpy(float)
         test = valid[cols_b].to_numpy(float)
-        out.append(TestGroup(key, float(g["tokens_seen"].iloc[0]), int(g["k"].iloc[0]), b,
+        ts = g["tokens_seen"].iloc[0]  # None for a single model (step 0, no training count)
+        out.append(TestGroup(key, float("nan") if ts is None or pd.isna(ts) else float(ts), int(g["k"].iloc[0]), b,
                              int(valid["R"].min()) if len(valid) else 0, tuple(valid["task"]), own, test,
                              int(valid["n_items"].sum()) if len(valid) else 0,
                              int(valid["n_queries"].sum()) if len(valid) else 0, notes))
