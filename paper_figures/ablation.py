@@ -31,9 +31,18 @@ def drop_table(results: pd.DataFrame, *, normalised: bool = True) -> pd.DataFram
     """Long per-item drops: step, tokens_seen, operator, condition, control_index, task, item, ability, drop."""
     from stats.drops import normalised_drops
 
-    items = normalised_drops(results).items
-    if not normalised:
-        items = items.assign(drop=items["clean"] - items["ablated"])
+    from stats.drops import ABILITIES
+
+    wide = normalised_drops(results).items  # one row per ablated item, columns per ability
+    keys = [c for c in ("step", "tokens_seen", "operator", "condition", "control_index", "head_set", "task",
+                        "shots", "item") if c in wide.columns]
+    parts = []
+    for a in ABILITIES:
+        if f"drop_{a}" not in wide.columns:
+            continue
+        d = wide[f"drop_{a}"] if normalised else wide[f"clean_{a}"] - wide[f"ablated_{a}"]
+        parts.append(wide[keys].assign(ability=a, clean=wide[f"clean_{a}"], ablated=wide[f"ablated_{a}"], drop=d))
+    items = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=keys + ["ability", "drop"])
     return items[np.isfinite(items["drop"].astype(float))]
 
 

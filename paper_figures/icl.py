@@ -79,13 +79,14 @@ def normalise_icl(icl_summary: pd.DataFrame) -> pd.DataFrame:
 def icl_from_results(results: pd.DataFrame) -> pd.DataFrame:
     """ICL summary from the clean rows of a results table: means per (step, tokens_seen, task, shots).
 
-    LR keeps one row per document (``task == "lr_docs"``) so CIs over documents can be drawn.
+    LR of the prompt tasks is the in-prompt LR per item (the primary measure, docs/statistics.md);
+    document LR keeps one row per document (``task == "lr_docs"``) so CIs over documents can be drawn.
     """
     d = results[results["condition"].astype(str) == "clean"] if "condition" in results.columns else results
     keys = [c for c in ("step", "tokens_seen", "task", "shots") if c in d.columns]
     is_lr = d["task"].astype(str) == LR_TASK if "task" in d.columns else pd.Series(False, index=d.index)
     prompts = d[~is_lr]
-    cols = [c for c in ("fc", "pd", "fc_cont", "pd_cont", "pd_floor") if c in prompts.columns]
+    cols = [c for c in ("lr", "fc", "pd", "fc_cont", "pd_cont", "pd_floor") if c in prompts.columns]
     parts = []
     if len(prompts) and cols:
         parts.append(prompts.groupby(keys, as_index=False)[cols].mean())

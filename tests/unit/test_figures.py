@@ -77,7 +77,7 @@ def make_icl_summary(seed: int = 0) -> pd.DataFrame:
 
 
 def make_results() -> pd.DataFrame:
-    r = simulate_results(n_steps=3, n_tasks=4, n_items=6, n_random=3, lr_docs=True, n_docs=8,
+    r = simulate_results(n_steps=3, n_tasks=4, n_items=6, n_random=3,
                          operators=("mean", "zero"), drops={"lr": 0.05, "fc": 0.1, "pd": 0.5}, binary=True, seed=1)
     # an induction head set beside target and random: the values of random set 0, under its own name
     ind = r[(r["condition"] == "random") & (r["control_index"] == 0)]
@@ -163,9 +163,9 @@ def test_icl_levels_from_summary_and_from_results(tables, tmp_path):
     leg = [t.get_text() for t in fig.legends[0].get_texts()]
     assert leg[:6] == ["0", "1", "2", "5", "10", "20"] and "chance (mean)" in leg
     check_figure(fig, tmp_path, "icl")
-    # no icl_summary: the clean rows of results (LR from lr_docs, one row per document)
+    # no icl_summary: the clean rows of results (LR = the in-prompt LR of each item)
     fig = icl_levels(None, results=tables["results"], metric="binary")
-    assert fig.axes[0].lines, "LR drawn from results lr_docs rows"
+    assert fig.axes[0].lines, "LR drawn from the results' in-prompt LR"
     check_figure(fig, tmp_path, "icl_results")
 
 
@@ -232,9 +232,9 @@ def test_emergence_timeline_tidy_and_display(tables, tmp_path):
 
 def test_icl_from_results_keeps_clean_rows_only(tables):
     s = icl_from_results(tables["results"])
-    assert set(s["task"]) >= {"lr_docs", "task00"}
-    assert np.isfinite(s.loc[s["task"] == "lr_docs", "lr"]).all()
-    assert (s.loc[s["task"] != "lr_docs", "chance"] == 0.25).all()
+    assert set(s["task"]) >= {"task00"} and "lr_docs" not in set(s["task"])  # the simulator has no documents
+    assert np.isfinite(s["lr"]).all()  # the in-prompt LR of every clean item
+    assert (s["chance"] == 0.25).all()
 
 
 # ---------------------------------------------------------------- render_run and the command
