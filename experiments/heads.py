@@ -75,9 +75,9 @@ def sih_heads(spec, scores: pd.DataFrame, handle=None) -> tuple[HeadSet, str, di
       only, with at least ``heads.min_events`` gated events.
     * ``fdr``: :func:`ablate.scores.selection.select_sihs` (per-triplet Wilcoxon above every null of
       ``scores.nulls``, Benjamini-Hochberg per group, minimum effect), union over groups; if more than
-      k heads pass, the k with the largest excess are kept. The per-triplet values are not in the
-      scores table, so this rule recomputes the relation index with the same ``[scores]`` settings
-      (:func:`ablate.scores.scan.relation_index_of`) on ``handle``.
+      k heads pass, the k with the largest excess are kept. The per-head tests come from the same
+      scores rows (``sih_test_p`` / ``sih_test_effect``, written by the scan), so neither rule
+      recomputes the relation index.
     """
     from ablate.scores.selection import select_sihs, top_k_heads
 
@@ -92,12 +92,11 @@ def sih_heads(spec, scores: pd.DataFrame, handle=None) -> tuple[HeadSet, str, di
         heads = top.sets["all"]
         details["rule"] = "top-k by max over groups of RI - fake-tail RI (positive only)"
     else:
-        from ablate.scores.scan import relation_index_of
+        from ablate.scores.selection import select_from_tests, tests_from_scores
 
-        res, _ = relation_index_of(handle, spec.scores, seed=spec.seed)
-        sel = select_sihs(res, nulls=tuple(spec.scores.nulls), alpha=h.alpha, min_effect=h.min_effect,
-                          groups=groups)
-        passed = sorted(((-excess[(x.layer, x.head)], x.layer, x.head) for x in sel.sets["all"]))
+        sel = select_from_tests(tests_from_scores(scores, groups), alpha=h.alpha, min_effect=h.min_effect,
+                                params={"nulls": list(spec.scores.nulls)})
+        passed = sorted(((-excess.get((x.layer, x.head), -np.inf), x.layer, x.head) for x in sel.sets["all"]))
         heads = HeadSet((l, hh) for _, l, hh in passed[: h.k])
         details["rule"] = "null-fdr"
         details["selection"] = sel.report()

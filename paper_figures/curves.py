@@ -18,6 +18,8 @@ from .inputs import head_label, training_axis
 from .style import COLUMN_WIDTH, SCORE_LABELS, TEXT_WIDTH, empty_panel, legend_below, paper_style, palette, tokens_axis
 
 NULL_SCORES = ("baseline", "shuffled")
+#: Selection-test rows of a scan (ablate.scores.selection.SELECTION_SCORES): statistics, not curves.
+NOT_DRAWN = NULL_SCORES + ("sih_test_p", "sih_test_effect")
 SCORE_ORDER = ("relation_index", "prefix_matching", "copying")
 
 
@@ -73,7 +75,7 @@ def score_curves(head_scores: pd.DataFrame, *, scores: list[str] | None = None, 
     need = {"step", "score", "layer", "head", "value"}
     if not need <= set(head_scores.columns):
         raise ValueError(f"paper_figures.score_curves: head_scores lacks {sorted(need - set(head_scores.columns))}.")
-    present = [s for s in pd.unique(head_scores["score"].astype(str)) if s not in NULL_SCORES]
+    present = [s for s in pd.unique(head_scores["score"].astype(str)) if s not in NOT_DRAWN]
     if scores is None:
         scores = [s for s in SCORE_ORDER if s in present] + sorted(s for s in present if s not in SCORE_ORDER)
     if not scores:

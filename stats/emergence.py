@@ -485,6 +485,7 @@ def head_score_curves(head_scores: pd.DataFrame, *, heads: set[str] | None = Non
     d = head_scores.copy()
     if d.empty or not {"step", "score", "value"} <= set(d.columns):
         return pd.DataFrame(columns=cols)
+    d = d[~d["score"].astype(str).isin(["sih_test_p", "sih_test_effect"])]  # selection tests, not scores
     if "direction" in d.columns:
         d = d[d["direction"].isna() | (d["direction"].astype(str).isin(["forward", "", "None", "nan"]))]
     if heads and {"layer", "head"} <= set(d.columns):

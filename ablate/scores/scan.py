@@ -1,7 +1,9 @@
 """Head scores of one model as one tidy table: the computation of a ``scores/step=S`` cell.
 
 Scores per head: relation index per (relation, direction), its null(s) (``baseline``: fake tail;
-optionally ``shuffled``), ``copying`` and ``prefix_matching``. Output columns (:data:`COLUMNS`):
+optionally ``shuffled``), ``copying`` and ``prefix_matching``, and (when nulls are computed) the
+null-FDR selection tests per head (``sih_test_p``, ``sih_test_effect``;
+:func:`ablate.scores.selection.null_tests`), which are selection statistics, not scores to draw. Output columns (:data:`COLUMNS`):
 ``step, tokens_seen, score, relation, direction, layer, head, value, n_events``.
 
 :class:`ScanConfig` is the one declaration of the scan settings: the ``[scores]`` section of an
@@ -121,8 +123,12 @@ def scan_model(handle: Any, word_triplets: Sequence[WordTriplet] | None = None, 
     from ablate.scores.copying import copying_score, prefix_matching_score
     from ablate.scores.relation_index import OVConfig
 
+    from ablate.scores.selection import null_tests, selection_test_rows
+
     res, report = relation_index_of(handle, config, seed=seed, word_triplets=word_triplets, progress=progress)
     frames = [res.frame()]
+    if config.nulls:  # the null-FDR rule's per-head tests, so selection never recomputes the RI
+        frames.append(selection_test_rows(null_tests(res, nulls=tuple(config.nulls))))
     rnd = dict(n_sequences=config.n_random, length=config.random_length, seed=seed, batch_size=config.batch_size)
     if config.copying:
         frames.append(copying_score(handle, ov=OVConfig(x=config.ov), **rnd).frame())

@@ -34,7 +34,8 @@ from ablate.model.errors import AblateError
 from ablate.model.heads import HeadSet
 from ablate.scores.relation_index import SCORE_RI, RelationIndexResult
 
-__all__ = ["Selection", "select_sihs", "top_k_heads"]
+__all__ = ["Selection", "select_sihs", "top_k_heads", "null_tests", "select_from_tests", "selection_test_rows",
+           "tests_from_scores", "SELECTION_SCORES"]
 
 
 @dataclass
@@ -68,10 +69,127 @@ def _key(rel: str, direction: str) -> str:
     return f"{rel}/{direction}"
 
 
+#: Score names of the per-head selection-test rows a scan writes next to the scores
+#: (``head_scores.parquet``): the null-FDR rule selects from them without recomputing the RI.
+TEST_P, TEST_EFFECT = "sih_test_p", "sih_test_effect"
+SELECTION_SCORES = (TEST_P, TEST_EFFECT)
+
+
+def null_tests(result: RelationIndexResult, *, nulls: tuple[str, ...] = ("baseline", "shuffled"),
+               min_triplets: int = 5, groups: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Stage 1 of the null-FDR rule: per (group, head) the test of RI above every null.
+
+    Returns one row per (relation, direction, layer, head): ``group, relation, direction, layer,
+    head, ri, n_events, n_pairs, p, effect`` and ``ri_<null>`` per null, where ``p = max_n p_n``
+    (one-sided Wilcoxon signed-rank of the per-triplet differences, 1 with fewer than
+    ``min_triplets`` pairs or all differences 0) and ``effect = min_n (RI - RI^null)``.
+
+    Raises:
+        AblateError: a null was not computed.
+    """
+    from scipy.stats import wilcoxon
+
+    missing = [n for n in nulls if n not in result.sums]
+    if missing:
+        raise AblateError(f"null(s) {missing} not in the result (has {result.scores}); compute them with "
+                          f"relation_index(..., nulls={tuple(nulls)})")
+    groups = result.groups() if groups is None else groups
+    real_pt = result.per_triplet(SCORE_RI).numpy()  # [K, L, H]
+    null_pt = {n: result.per_triplet(n).numpy() for n in nulls}
+    rows = []
+    for rel, d in groups:
+        m = result._group_mask(rel, d).numpy()
+        ri = result.ri(rel, d).numpy()
+        n_ev = result.n_events(rel, d).numpy()
+        nri = {n: result.ri(rel, d, n).numpy() for n in nulls}
+        L, H = ri.shape
+        for li in range(L):
+            for h in range(H):
+                p_max, e_min, n_min = 0.0, np.inf, 10**9
+                for n in nulls:
+                    a, b = real_pt[m, li, h], null_pt[n][m, li, h]
+                    ok = ~np.isnan(a) & ~np.isnan(b)
+                    diff = a[ok] - b[ok]
+                    n_min = min(n_min, int(ok.sum()))
+                    p = (float(wilcoxon(diff, alternative="greater").pvalue)
+                         if ok.sum() >= min_triplets and np.any(diff != 0) else 1.0)
+                    p_max = max(p_max, p)
+                    e_min = min(e_min, float(ri[li, h] - nri[n][li, h]))
+                row = dict(group=_key(rel, d), relation=rel, direction=d, layer=result.layers[li], head=h,
+                           ri=float(ri[li, h]), n_events=int(n_ev[li, h]), n_pairs=int(n_min if nulls else 0),
+                           p=float(p_max), effect=float(e_min))
+                for n in nulls:
+                    row[f"ri_{n}"] = float(nri[n][li, h])
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def selection_test_rows(tests: pd.DataFrame) -> pd.DataFrame:
+    """:func:`null_tests` as tidy score rows (``score`` = :data:`TEST_P` / :data:`TEST_EFFECT`,
+    ``n_events`` = the number of paired triplets) for ``head_scores.parquet``."""
+    cols = ["score", "relation", "direction", "layer", "head", "value", "n_events"]
+    if tests.empty:
+        return pd.DataFrame(columns=cols)
+    base = tests[["relation", "direction", "layer", "head", "n_pairs"]].rename(columns={"n_pairs": "n_events"})
+    parts = [base.assign(score=name, value=tests[col].to_numpy(float)) for name, col in ((TEST_P, "p"), (TEST_EFFECT, "effect"))]
+    return pd.concat(parts, ignore_index=True)[cols]
+
+
+def tests_from_scores(scores: pd.DataFrame, groups: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """The :func:`null_tests` table back from a checkpoint's score rows (inverse of :func:`selection_test_rows`).
+
+    Raises:
+        AblateError: the rows hold no selection tests (a scan without nulls).
+    """
+    t = scores[scores["score"].isin(SELECTION_SCORES)]
+    if t.empty:
+        raise AblateError("the head scores hold no selection tests (rows 'sih_test_p'); the null-FDR rule needs "
+                          "a scan with scores.nulls = [\"baseline\", ...]. Re-run the scan with nulls, or use "
+                          "heads.rule = \"topk\".")
+    key = ["relation", "direction", "layer", "head"]
+    w = t.pivot_table(index=key, columns="score", values="value", aggfunc="first").reset_index()
+    npairs = t[t["score"] == TEST_P].set_index(key)["n_events"]
+    ri = scores[scores["score"] == SCORE_RI].set_index(key)
+    w = w.rename(columns={TEST_P: "p", TEST_EFFECT: "effect"})
+    idx = pd.MultiIndex.from_frame(w[key])
+    w["n_pairs"] = npairs.reindex(idx).to_numpy()
+    w["ri"] = ri["value"].reindex(idx).to_numpy()
+    w["n_events"] = ri["n_events"].reindex(idx).to_numpy()
+    w["group"] = w["relation"].astype(str) + "/" + w["direction"].astype(str)
+    if groups is not None:
+        w = w[[(r, d) in set(groups) for r, d in zip(w["relation"], w["direction"])]]
+    return w.sort_values(["relation", "direction", "layer", "head"], kind="stable").reset_index(drop=True)
+
+
+def select_from_tests(tests: pd.DataFrame, *, alpha: float = 0.05, min_effect: float = 0.05,
+                      params: dict | None = None) -> Selection:
+    """Stage 2 of the null-FDR rule: Benjamini-Hochberg per group across heads, then ``q <= alpha``
+    and ``effect >= min_effect``; sets per group and their union ``"all"``."""
+    from statsmodels.stats.multitest import multipletests
+
+    sets: dict[str, HeadSet] = {}
+    parts = []
+    for grp, g in tests.groupby("group", sort=False):
+        g = g.copy()
+        g["q"] = multipletests(g["p"].to_numpy(float), alpha=alpha, method="fdr_bh")[1]
+        eff = g["effect"].to_numpy(float)
+        g["selected"] = (g["q"].to_numpy() <= alpha) & np.isfinite(eff) & (eff >= min_effect)
+        sets[grp] = HeadSet((int(l), int(h)) for l, h in zip(g.loc[g["selected"], "layer"], g.loc[g["selected"], "head"]))
+        parts.append(g)
+    allset = HeadSet()
+    for s_ in sets.values():
+        allset = allset | s_
+    sets["all"] = allset
+    p = dict(params or {}, alpha=alpha, min_effect=min_effect)
+    return Selection("null-fdr", p, sets, pd.concat(parts, ignore_index=True) if parts else pd.DataFrame())
+
+
 def select_sihs(result: RelationIndexResult, *, nulls: tuple[str, ...] = ("baseline", "shuffled"),
                 alpha: float = 0.05, min_effect: float = 0.05, min_triplets: int = 5,
                 groups: list[tuple[str, str]] | None = None) -> Selection:
     """Select SIHs: RI significantly above every null (BH-FDR) by at least ``min_effect``.
+
+    :func:`null_tests` then :func:`select_from_tests`.
 
     Args:
         result: a :class:`~ablate.scores.relation_index.RelationIndexResult` computed with ``nulls``.
@@ -84,63 +202,11 @@ def select_sihs(result: RelationIndexResult, *, nulls: tuple[str, ...] = ("basel
     Raises:
         AblateError: a null was not computed.
     """
-    from scipy.stats import wilcoxon
-    from statsmodels.stats.multitest import multipletests
-
-    missing = [n for n in nulls if n not in result.sums]
-    if missing:
-        raise AblateError(f"null(s) {missing} not in the result (has {result.scores}); compute them with "
-                          f"relation_index(..., nulls={tuple(nulls)})")
-    groups = result.groups() if groups is None else groups
-    real_pt = result.per_triplet(SCORE_RI).numpy()  # [K, L, H]
-    null_pt = {n: result.per_triplet(n).numpy() for n in nulls}
-    rows = []
-    sets: dict[str, HeadSet] = {}
-    for rel, d in groups:
-        m = result._group_mask(rel, d).numpy()
-        ri = result.ri(rel, d).numpy()
-        n_ev = result.n_events(rel, d).numpy()
-        nri = {n: result.ri(rel, d, n).numpy() for n in nulls}
-        L, H = ri.shape
-        ps, effs, npairs = np.ones((L, H)), np.full((L, H), np.nan), np.zeros((L, H), dtype=int)
-        for li in range(L):
-            for h in range(H):
-                p_max, e_min, n_min = 0.0, np.inf, 10**9
-                for n in nulls:
-                    a, b = real_pt[m, li, h], null_pt[n][m, li, h]
-                    ok = ~np.isnan(a) & ~np.isnan(b)
-                    diff = a[ok] - b[ok]
-                    n_min = min(n_min, int(ok.sum()))
-                    if ok.sum() >= min_triplets and np.any(diff != 0):
-                        p = float(wilcoxon(diff, alternative="greater").pvalue)
-                    else:
-                        p = 1.0
-                    p_max = max(p_max, p)
-                    e_min = min(e_min, float(ri[li, h] - nri[n][li, h]))
-                ps[li, h], effs[li, h], npairs[li, h] = p_max, e_min, n_min
-        q = multipletests(ps.ravel(), alpha=alpha, method="fdr_bh")[1].reshape(L, H)
-        chosen = []
-        for li in range(L):
-            for h in range(H):
-                eff = effs[li, h]
-                sel = bool(q[li, h] <= alpha and np.isfinite(eff) and eff >= min_effect)
-                if sel:
-                    chosen.append((result.layers[li], h))
-                row = dict(group=_key(rel, d), relation=rel, direction=d, layer=result.layers[li], head=h,
-                           ri=float(ri[li, h]), n_events=int(n_ev[li, h]), n_pairs=int(npairs[li, h]),
-                           p=float(ps[li, h]), q=float(q[li, h]), effect=float(eff), selected=sel)
-                for n in nulls:
-                    row[f"ri_{n}"] = float(nri[n][li, h])
-                rows.append(row)
-        sets[_key(rel, d)] = HeadSet(chosen)
-    allset = HeadSet()
-    for s in sets.values():
-        allset = allset | s
-    sets["all"] = allset
-    params = dict(nulls=list(nulls), alpha=alpha, min_effect=min_effect, min_triplets=min_triplets,
+    tests = null_tests(result, nulls=nulls, min_triplets=min_triplets, groups=groups)
+    params = dict(nulls=list(nulls), min_triplets=min_triplets,
                   test="one-sided Wilcoxon signed-rank on per-triplet E_j[a] differences, max p over nulls",
                   correction="Benjamini-Hochberg per group across heads", tau=result.tau)
-    return Selection("null-fdr", params, sets, pd.DataFrame(rows))
+    return select_from_tests(tests, alpha=alpha, min_effect=min_effect, params=params)
 
 
 def top_k_heads(scores: "RelationIndexResult | pd.DataFrame", k: int, *, groups: list[tuple[str, str]] | None = None,

@@ -26,14 +26,14 @@ TASKS = ["binary_fruit_month", "pd_category_letter"]
 SCORES = {"n_sentences": 20, "tau": 0.0}  # = `ablate scan --n-sentences 20 --tau 0` (argmax gate: events on tiny heads)
 
 
-def _run_spec_toml(tmp_path, series, **heads) -> str:
+def _run_spec_toml(tmp_path, series, rule="topk", **heads) -> str:
     lines = ['name = "pipeline"', "seed = 0", "[series]", f'path = "{series}"', 'steps = [0, 10, 30]',
              "[scores]", *(f"{k} = {json.dumps(v)}" for k, v in SCORES.items()),
-             "[heads]", 'select = "sih"', 'rule = "topk"', "k = 2", "min_events = 1", "induction = true",
+             "[heads]", 'select = "sih"', f'rule = "{rule}"', "k = 2", "min_events = 1", "induction = true",
              *(f"{k} = {json.dumps(v)}" for k, v in heads.items()),
              "[controls]", "random_sets = 2", "[operators]", 'primary = "mean"', 'robustness = ["zero"]',
              "[icl]", f"tasks = {json.dumps(TASKS)}", "shots = [0, 2]", "items = 2", "lr_documents = 2"]
-    p = tmp_path / "spec.toml"
+    p = tmp_path / f"spec_{rule}.toml"
     p.write_text("\n".join(lines) + "\n")
     return str(p)
 
@@ -83,6 +83,32 @@ def _top_heads_oracle(scores: pd.DataFrame, step: int, k: int, min_events: int) 
     return set(zip(best["layer"].head(k), best["head"].head(k)))
 
 
+def _fdr_oracle(scores: pd.DataFrame, step: int, k: int, alpha: float, min_effect: float) -> set[tuple[int, int]]:
+    """BH by hand per (relation, direction) over the stored per-head p; selected when q <= alpha and the
+    stored effect >= min_effect; union over groups; the k with the largest top-k excess."""
+    import numpy as np
+
+    s = scores[scores["step"] == step]
+    key = ["relation", "direction", "layer", "head"]
+    p = s[s["score"] == "sih_test_p"].set_index(key)["value"]
+    e = s[s["score"] == "sih_test_effect"].set_index(key)["value"].reindex(p.index)
+    chosen = set()
+    for _, g in p.groupby(level=["relation", "direction"]):
+        v = g.to_numpy(float)
+        m = len(v)
+        order = np.argsort(v)
+        q = np.empty(m)
+        q[order] = np.minimum.accumulate((v[order] * m / np.arange(1, m + 1))[::-1])[::-1]
+        for (rel, d, l, h), qq in zip(g.index, np.minimum(q, 1)):
+            if qq <= alpha and e[(rel, d, l, h)] >= min_effect:
+                chosen.add((l, h))
+    ri = s[s["score"] == "relation_index"].set_index(key)
+    base = s[s["score"] == "baseline"].set_index(key)["value"]
+    ex = (ri["value"] - base.reindex(ri.index)).where(ri["n_events"] >= 1).groupby(level=["layer", "head"]).max()
+    ranked = sorted(chosen, key=lambda x: (-np.nan_to_num(ex.get(x, -np.inf), nan=-np.inf), x))
+    return set(ranked[:k])
+
+
 def test_scan_icl_run_into_one_folder_score_each_checkpoint_once(tiny_series, tmp_path, counters):
     loads, scores = counters
     out = tmp_path / "study"
@@ -130,6 +156,29 @@ def test_scan_icl_run_into_one_folder_score_each_checkpoint_once(tiny_series, tm
     r = cli.invoke(ablate, ["scan", "--series", str(tiny_series), "--steps", steps, "--out", str(out),
                             "--n-sentences", "21", "--tau", "0"])
     assert r.exit_code != 0 and "scores.n_sentences" in r.output
+
+
+def test_fdr_rule_selects_from_the_stored_tests_without_recomputing(tiny_series, tmp_path, counters):
+    """heads.rule = "fdr": the heads cell selects from the scores cell's stored per-head tests; the
+    relation index runs once per checkpoint (the scores cell), never again for the selection."""
+    _, scores = counters
+    out = tmp_path / "fdr"
+    r = CliRunner().invoke(ablate, ["run", _run_spec_toml(tmp_path, tiny_series, rule="fdr", alpha=0.9,
+                                                                   min_effect=0.0), "--out", str(out),
+                                    "--no-progress"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert dict(scores) == {0: 1, 10: 1, 30: 1}, "the fdr rule recomputed the relation index"
+    hs = pd.read_parquet(out / "head_scores.parquet")
+    assert len(hs[hs["score"] == "sih_test_p"]) == len(hs[hs["score"] == "relation_index"]) > 0
+    sets = pd.read_parquet(out / "head_sets.parquet")
+    n_sel = 0
+    for step in (0, 10, 30):
+        t = sets[(sets["step"] == step) & (sets["role"] == "target")]
+        assert len(t) == 1 and t["rule"].iloc[0] == "fdr"
+        got = {(h.layer, h.head) for h in HeadSet.parse(t["head_set"].iloc[0])} if t["head_set"].iloc[0] else set()
+        assert got == _fdr_oracle(hs, step, k=2, alpha=0.9, min_effect=0.0), step
+        n_sel += len(got)
+    assert n_sel > 0, "nothing selected: the comparison would be vacuous (loose alpha so tiny heads pass)"
 
 
 def test_every_explicit_set_is_tested_and_clean_runs_once(tiny_series, tmp_path):

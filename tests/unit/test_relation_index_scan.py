@@ -42,7 +42,7 @@ def test_scan_cli_tidy_and_resumable(series, tmp_path):
     df = pd.read_parquet(out / "head_scores.parquet")
     assert list(df.columns) == COLUMNS
     assert set(df.step) == {0, 100} and set(df.tokens_seen) == {0, 51200}
-    assert set(df.score) == {"relation_index", "baseline", "copying", "prefix_matching"}
+    assert set(df.score) == {"relation_index", "baseline", "copying", "prefix_matching", "sih_test_p", "sih_test_effect"}
     assert {"subj", "obj", "mod"} <= set(df.relation) and {"forward", "reverse"} <= set(df.direction)
     ri = df[df.score == "relation_index"]
     assert ri.value.dropna().between(0, 1).all() and (ri.n_events >= 0).all()

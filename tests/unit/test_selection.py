@@ -57,3 +57,23 @@ def test_top_k(planted_result):
         top_k_heads(planted_result, 0)
     with pytest.raises(AblateError, match="null 'nope'"):
         top_k_heads(planted_result, 2, null="nope")
+
+
+def test_fdr_from_stored_test_rows_equals_fdr_on_the_result(planted_result):
+    """The scan stores the null-FDR tests as score rows; selecting from those rows (what the runner's
+    heads cell does, without recomputing the RI) gives the same sets and q-values as the result."""
+    import pandas as pd
+
+    from ablate.scores.selection import (null_tests, select_from_tests, selection_test_rows,
+                                         tests_from_scores)
+
+    direct = select_sihs(planted_result, alpha=0.05, min_effect=0.2)
+    rows = pd.concat([planted_result.frame(),
+                      selection_test_rows(null_tests(planted_result, nulls=("baseline", "shuffled")))])
+    stored = select_from_tests(tests_from_scores(rows), alpha=0.05, min_effect=0.2)
+    assert stored.sets == direct.sets and stored.sets["all"] == HeadSet.parse("L0H0")
+    a = direct.table.sort_values(["group", "layer", "head"])["q"].to_numpy()
+    b = stored.table.sort_values(["group", "layer", "head"])["q"].to_numpy()
+    assert len(a) == len(b) == 4 and (abs(a - b) < 1e-12).all()
+    with pytest.raises(AblateError, match="no selection tests"):
+        tests_from_scores(planted_result.frame())
