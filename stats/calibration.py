@@ -46,17 +46,30 @@ CONFIGS: tuple[Config, ...] = (
 )
 
 
+#: Studies simulated and analysed at once: bounds memory (12 tasks x 20 head sets x 500 studies is
+#: about 9M raw rows); chunks use consecutive seeds, so results do not depend on the chunking.
+CHUNK = 250
+
+
 def run_study(cfg: Config, drops: dict[str, float], n_studies: int, *, seed: int = 0,
               alpha: float = 0.05) -> pd.DataFrame:
-    """Simulate ``n_studies`` studies, build the runner's results table, analyse; the significance table."""
+    """Simulate ``n_studies`` studies, build the runner's results table, analyse; the significance table.
+
+    Studies are drawn in chunks of :data:`CHUNK` (chunk c with seed ``seed * 1000 + c``)."""
     from experiments.tidy import results_table
     from .api import analyze
 
-    raw_icl, raw_lr = simulate_raw(n_studies=n_studies, n_tasks=cfg.n_tasks, n_queries=cfg.n_queries,
-                                   shots=cfg.shots, n_random=cfg.n_random, drops=drops, lr_noise=cfg.lr_noise,
-                                   seed=seed, **cfg.extra)
-    results = results_table(raw_icl, raw_lr, "mean")
-    return analyze(results, alpha=alpha, **FAST).table
+    tables = []
+    for c, start in enumerate(range(0, n_studies, CHUNK)):
+        n = min(CHUNK, n_studies - start)
+        raw_icl, raw_lr = simulate_raw(n_studies=n, n_tasks=cfg.n_tasks, n_queries=cfg.n_queries,
+                                       shots=cfg.shots, n_random=cfg.n_random, drops=drops, lr_noise=cfg.lr_noise,
+                                       seed=seed * 1000 + c, **cfg.extra)
+        results = results_table(raw_icl, raw_lr, "mean")
+        t = analyze(results, alpha=alpha, **FAST).table
+        t["step"] = t["step"] + start  # study ids stay unique across chunks
+        tables.append(t)
+    return pd.concat(tables, ignore_index=True)
 
 
 def rate(table: pd.DataFrame, alpha: float = 0.05) -> tuple[float, float, float, int]:
