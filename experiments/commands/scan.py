@@ -4,6 +4,9 @@ Registered in the ``ablate`` console script by ``experiments.cli`` as ``scan_com
 
     ablate scan --series runs/series --out runs/scan1
     ablate scan --model path/to/SmolLM2-135M-Instruct.Q4_1.gguf --out runs/smol --n-sentences 200
+    ablate scan --series runs/series --out runs/scan2 --relations subj,obj --nulls baseline,shuffled
+
+Every ``[scores]`` setting has a flag (values are validated by the spec, with did-you-mean).
 
 A one-section spec (``[scores]``) run through :mod:`experiments.runner`: one ``scores/step=S`` cell
 per checkpoint; ``ablate icl`` and ``ablate run`` into the same folder reuse them.
@@ -25,6 +28,10 @@ def _steps(text: str | None) -> list[int] | None:
         raise click.BadParameter(f"--steps takes comma-separated integers, e.g. 0,100,200 (got {text!r})") from e
 
 
+def _names(text: str | None) -> list[str] | None:
+    return None if not text else [t.strip() for t in text.split(",") if t.strip()]
+
+
 @click.command("scan")
 @click.option("--series", "series", type=click.Path(exists=True, file_okay=False), default=None,
               help="Series folder: step_N checkpoint folders and/or series.json.")
@@ -40,8 +47,18 @@ def _steps(text: str | None) -> list[int] | None:
               help="Dominance threshold of the QK gate; 0 = argmax only.")
 @click.option("--tau-percentile", type=float, default=None,
               help="Set tau to this percentile of the dominance ratios instead.")
+@click.option("--relations", default=None, help="Comma-separated syntactic relations (default: subj,obj,mod).")
+@click.option("--directions", default=None, help="Comma-separated: forward, reverse (default: both).")
+@click.option("--nulls", default=None,
+              help="Comma-separated RI nulls: baseline (fake tail), shuffled (default: baseline).")
+@click.option("--ov", default=None, help="What enters the OV raise: normed (default) or raw.")
+@click.option("--max-tokens", type=int, default=None, help="Drop longer sentences (default 64).")
+@click.option("--n-random", type=int, default=None,
+              help="Random sequences for copying / prefix matching (default 32).")
+@click.option("--random-length", type=int, default=None, help="Length of those sequences (default 24).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def scan_command(series, model, steps, out, sentences, n_sentences, tau, tau_percentile, seed):
+def scan_command(series, model, steps, out, sentences, n_sentences, tau, tau_percentile, relations, directions,
+                 nulls, ov, max_tokens, n_random, random_length, seed):
     """Score every head (relation index per relation and direction, fake-tail baseline, copying,
     prefix matching) at every checkpoint; resumable per checkpoint."""
     from ablate.model.errors import AblateError
@@ -51,7 +68,9 @@ def scan_command(series, model, steps, out, sentences, n_sentences, tau, tau_per
         raise click.UsageError("pass exactly one of a series folder (--series) or a single model (--model)")
     try:
         spec = scan_spec(series=series, model=model, steps=_steps(steps), seed=seed, sentences=sentences,
-                         n_sentences=n_sentences, tau=tau or 0.0, tau_percentile=tau_percentile)
+                         n_sentences=n_sentences, tau=tau or 0.0, tau_percentile=tau_percentile,
+                         relations=_names(relations), directions=_names(directions), nulls=_names(nulls), ov=ov,
+                         max_tokens=max_tokens, n_random=n_random, random_length=random_length)
         summary = run_spec(spec, out)
     except AblateError as e:
         raise click.ClickException(str(e)) from e

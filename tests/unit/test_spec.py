@@ -126,3 +126,32 @@ def test_plain_scan_and_the_shipped_sih_ablation_share_their_scores():
     scan = scan_spec(series="runs/x", seed=0, sentences=None, n_sentences=None, tau=2.2, tau_percentile=None)
     run = load_spec("sih_ablation")
     assert scan.scores == run.scores and scan.seed == run.seed
+
+
+def test_every_scores_setting_has_an_ablate_scan_flag(monkeypatch, tmp_path):
+    """`ablate scan` flags map onto the [scores] section (the one source of truth), typos get did-you-mean."""
+    from click.testing import CliRunner
+
+    import experiments.runner
+    from experiments.cli import main
+
+    seen = {}
+
+    class _Summary:
+        cells_failed = 0
+
+    def fake_run_spec(spec, out, **kw):
+        seen["spec"] = spec
+        return _Summary()
+
+    monkeypatch.setattr(experiments.runner, "run_spec", fake_run_spec)
+    args = ["scan", "--model", str(tmp_path), "--out", str(tmp_path / "o"), "--relations", "subj,obj",
+            "--directions", "forward", "--nulls", "baseline,shuffled", "--ov", "raw", "--max-tokens", "32",
+            "--n-random", "8", "--random-length", "12", "--tau-percentile", "90"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    sc = seen["spec"].scores
+    assert (sc.relations, sc.directions, sc.nulls, sc.ov) == (("subj", "obj"), ("forward",), ("baseline", "shuffled"), "raw")
+    assert (sc.max_tokens, sc.n_random, sc.random_length, sc.tau_percentile) == (32, 8, 12, 90.0)
+    r = CliRunner().invoke(main, ["scan", "--model", str(tmp_path), "--out", str(tmp_path / "o"), "--nulls", "basline"])
+    assert r.exit_code != 0 and "did you mean 'baseline'" in r.output
