@@ -104,6 +104,8 @@ class RunLock:
         self.created = False
         #: the info of a dead holder whose lock was taken over (None: none)
         self.took_over: dict | None = None
+        #: where :meth:`move_aside` moved the old run (None: not moved)
+        self.moved_to: Path | None = None
 
     @property
     def info_path(self) -> Path:
