@@ -34,6 +34,32 @@ def check_spec(spec: "Spec") -> None:
                               "(the number of log-spaced checkpoints to run)")
     if isinstance(st, (list, tuple)) and not st:
         raise ValidationError(f"{spec.source}: key series.steps is an empty list; list steps, or write \"all\"")
+    if spec.needs_scores and spec.scores.sentences:
+        check_text_file(spec.scores.sentences, f"{spec.source}: key scores.sentences")
+
+
+def check_text_file(source: str, where: str) -> None:
+    """A local sentence / document file must be UTF-8 text (``kjv`` and ``hf:...`` are not files)."""
+    from pathlib import Path
+
+    if source == "kjv" or str(source).startswith("hf:"):
+        return
+    p = Path(source)
+    if not p.exists():
+        raise ValidationError(f"{where}: {p} does not exist; give a text file (one sentence per line), "
+                              "'kjv', or 'hf:NAME[:CONFIG][:SPLIT][:COLUMN]'")
+    if p.is_file():
+        data = p.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValidationError(f"{where}: {p} is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}); "
+                                  "it looks like a binary file. Give a plain-text file, one sentence per line") from None
+        if "\x00" in text:
+            raise ValidationError(f"{where}: {p} holds NUL bytes, so it is not a text file; give a plain-text "
+                                  "file, one sentence per line")
+        if not text.strip():
+            raise ValidationError(f"{where}: {p} is empty; give a text file with one sentence per line")
 
 
 def context_length(handle: "ModelHandle") -> int:
