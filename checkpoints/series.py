@@ -139,6 +139,51 @@ def hash_checkpoint(folder: str | os.PathLike, step: int | None = None) -> str:
     return h.hexdigest()
 
 
+def _hash_cache_path() -> Path:
+    """The size+mtime cache of checkpoint hashes (outside the series folder, which is never written)."""
+    return Path(os.environ.get("SIH_ABLATE_CACHE", Path.home() / ".cache" / "sih-ablate")) / "checkpoint-hashes.json"
+
+
+def _signature(files: list[Path]) -> list:
+    out = []
+    for f in files:
+        st = f.stat()
+        out.append([f.name, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def cached_hash(folder: str | os.PathLike, step: int | None = None, files: list[Path] | None = None) -> str:
+    """:func:`hash_checkpoint` with a fast path: reused while every weight file keeps its size and
+    mtime (cached in ``$SIH_ABLATE_CACHE/checkpoint-hashes.json``), recomputed in full otherwise.
+    ``files``: hash these files instead of the folder's weight files (e.g. a ``.gguf``)."""
+    folder = Path(folder)
+    explicit = files is not None
+    files = list(files) if explicit else weights_files(folder, step)
+    sig = _signature(files)
+    key = str(folder.resolve()) + ("|" + ",".join(f.name for f in files) if explicit else "")
+    path = _hash_cache_path()
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    hit = cache.get(key)
+    if isinstance(hit, dict) and hit.get("sig") == sig and isinstance(hit.get("sha256"), str):
+        return hit["sha256"]
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    digest = h.hexdigest()
+    cache[key] = {"sig": sig, "sha256": digest}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write_json(path, cache, unique=True)
+    except OSError:
+        pass  # a read-only cache only costs the fast path
+    return digest
+
+
 def _validate_safetensors(folder: Path, step: int) -> None:
     from safetensors import safe_open
 
@@ -157,8 +202,8 @@ def _validate_safetensors(folder: Path, step: int) -> None:
             raise CorruptCheckpointError(f"checkpoint at step {step}: {f} holds no tensors")
 
 
-def _atomic_write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+def _atomic_write_json(path: Path, obj, unique: bool = False) -> None:
+    tmp = path.with_name(path.name + (f".tmp{os.getpid()}" if unique else ".tmp"))
     with open(tmp, "w") as fh:
         json.dump(obj, fh, indent=1)
         fh.flush()
@@ -427,6 +472,32 @@ class CheckpointSeries(Sequence[Checkpoint]):
         if dups:
             warnings.warn(series.duplicate_report(), DuplicateWeightsWarning, stacklevel=2)
         return series
+
+    def verified_hashes(self) -> dict[int, str]:
+        """Every checkpoint's content hash, checked against the manifest's ``sha256`` values.
+
+        Fast path: a checkpoint whose weight files keep their size and mtime reuses its cached hash
+        (:func:`cached_hash`); otherwise it is hashed in full. A checkpoint without a recorded hash
+        gets the computed one.
+
+        Raises:
+            CheckpointNotFoundError: a checkpoint folder or its weight files are missing.
+            CorruptCheckpointError: a checkpoint's weights differ from its recorded hash (names it).
+        """
+        out = {}
+        for c in self._cps:
+            folder = self.local_path(c)
+            h = cached_hash(folder, c.step)
+            if c.sha256 is not None and c.sha256 != h:
+                where = self.root / MANIFEST_NAME if self.root is not None else "the series manifest"
+                raise CorruptCheckpointError(
+                    f"checkpoint at step {c.step} ({folder}): its weights hash to {h[:12]}... but {where} "
+                    f"records {c.sha256[:12]}...; the files changed, are truncated or belong to another "
+                    "training run. Re-create the checkpoint (re-run the trainer, which resumes), re-download "
+                    "it, or, if the new weights are intended, rewrite series.json (CheckpointSeries."
+                    "with_hashes().save_manifest())")
+            out[c.step] = h
+        return out
 
     def duplicates(self) -> list[list[int]]:
         """Groups of steps (each of size >= 2) whose weights have the same hash.

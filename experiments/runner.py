@@ -12,7 +12,11 @@
   (:func:`merge_into_folder`): ``scan`` then ``icl`` then ``run`` into one folder compute each
   checkpoint's scores once, and are refused only when a part's settings differ from the ones the
   folder already holds;
-* **one step convention** -- a single model is step 0.
+* **one step convention** -- a single model is step 0;
+* **one writer, content-keyed cells** -- :func:`run_spec` validates everything first
+  (:mod:`experiments.validate`), then holds the folder's :class:`experiments.store.RunLock` for the
+  whole run; each cell is keyed on its spec part and the content hashes of the checkpoints it reads
+  (:meth:`Plan.fingerprint`; series.json hashes verified on load), so changed weights are recomputed.
 
 Grid order (per checkpoint, see :mod:`experiments.cells` for the kinds): ``scores``, ``levels``,
 ``heads``, the clean ``lr`` and ``icl`` cells (``op=none``), each operator's ``lr`` and ``icl`` cells,
@@ -24,6 +28,7 @@ first. Tables assembled at the end (from every finished cell of the folder): ``h
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,7 +41,7 @@ import pandas as pd
 from ablate.model.errors import AblateError
 from experiments.cells import CLEAN, CellContext, CellKey, dependencies, run_cell
 from experiments.spec import Spec, SpecError, resolve_tasks, spec_from_dict
-from experiments.store import RunMismatchError, RunStore
+from experiments.store import NEW_HELP, MANIFEST, RunLock, RunMismatchError, RunStore, check_folder
 
 
 # ---- the plan ----------------------------------------------------------------------------------
@@ -52,6 +57,8 @@ class Plan:
     tasks: list[str]
     grid: list[CellKey]
     series_root: str | None = None
+    #: step -> content hash of the checkpoint's weights (verified against series.json)
+    hashes: dict[int, str] = field(default_factory=dict)
 
     @property
     def keys(self) -> list[str]:
@@ -64,6 +71,18 @@ class Plan:
 
         return input_steps(key, self.spec, self.steps[-1])
 
+    def fingerprint(self, key: CellKey) -> str:
+        """What a cell's rows are a function of: its spec part, the seed, the model source and the
+        content hash of every checkpoint it reads (:meth:`input_steps`). Stored with the cell's rows;
+        a cell whose fingerprint changed is recomputed."""
+        d = _jsonable(self.spec.to_dict())
+        part = "scores" if key.kind == "scores" else "levels" if key.kind == "levels" else "ablation"
+        secs = {sec: d.get(sec) for sec in _part_sections(part)}
+        body = {"kind": key.kind, "seed": d["seed"], "sections": secs,
+                "source": {k: d["series"].get(k) for k in ("model", "revision")},
+                "checkpoints": {str(s): self.hashes.get(s) for s in self.input_steps(key)}}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
 
 @dataclass(frozen=True)
 class Checkpoints:
@@ -71,14 +90,33 @@ class Checkpoints:
     tokens_seen: dict[int, int | None]
     locators: dict[int, str]
     root: str | None
+    hashes: dict[int, str] = field(default_factory=dict)
+
+
+def model_hash(locator: str, revision: str | None) -> str:
+    """Content hash of a single model: its weight files (folder) or its ``.gguf`` file; a hub name
+    without a local copy is identified by name and revision."""
+    from checkpoints.series import CheckpointError, cached_hash, weights_files
+
+    p = Path(locator).expanduser()
+    try:
+        if p.is_file():
+            return cached_hash(p.parent, files=[p])
+        if p.is_dir():
+            files = sorted(p.glob("*.gguf")) if not list(p.glob("*.safetensors")) else None
+            return cached_hash(p, files=files) if files else cached_hash(p, files=weights_files(p))
+    except (CheckpointError, OSError):
+        pass  # no weight files: the model loader reports it with its own message
+    return f"name:{locator}@{revision or 'main'}"
 
 
 def resolve_checkpoints(spec: Spec) -> Checkpoints:
-    """The checkpoints the spec names (a single model is step 0). Raises SpecError early."""
+    """The checkpoints the spec names (a single model is step 0), their weights' hashes verified
+    against series.json. Raises an AblateError early, naming the checkpoint."""
     s = spec.series
     if s.model is not None:
-        return Checkpoints([0], {0: None}, {0: s.model}, None)
-    from checkpoints.series import CheckpointSeries
+        return Checkpoints([0], {0: None}, {0: s.model}, None, {0: model_hash(s.model, s.revision)})
+    from checkpoints.series import CheckpointError, CheckpointSeries
 
     root = Path(s.path)
     if not root.exists():
@@ -102,8 +140,12 @@ def resolve_checkpoints(spec: Spec) -> Checkpoints:
             raise SpecError(f"{spec.source}: key series.steps: step(s) {missing} not in the series "
                             f"{root} (available: {series.steps})")
         sel = series.select(s.steps)
+    try:
+        hashes = sel.verified_hashes()
+    except CheckpointError as e:
+        raise AblateError(f"{spec.source}: series {root}: {e}") from e
     return Checkpoints(list(sel.steps), {cp.step: cp.tokens_seen for cp in sel},
-                       {cp.step: str(series.local_path(cp)) for cp in sel}, str(root))
+                       {cp.step: str(series.local_path(cp)) for cp in sel}, str(root), hashes)
 
 
 def step_cells(spec: Spec, step: int, tasks: list[str]) -> list[CellKey]:
@@ -125,6 +167,9 @@ def step_cells(spec: Spec, step: int, tasks: list[str]) -> list[CellKey]:
 
 def make_plan(spec: Spec) -> Plan:
     """Resolve the series, steps and tasks of ``spec`` and list its cells. Raises SpecError early."""
+    from experiments.validate import check_spec
+
+    check_spec(spec)
     cps = resolve_checkpoints(spec)
     try:
         tasks = resolve_tasks(spec.icl.tasks) if spec.ablation else []
@@ -136,7 +181,7 @@ def make_plan(spec: Spec) -> Plan:
         grid += [CellKey("scores", final), CellKey("heads", final)]  # the final checkpoint's SIHs are needed first
     for st in cps.steps:
         grid += [k for k in step_cells(spec, st, tasks) if k not in grid]
-    return Plan(spec, cps.steps, cps.tokens_seen, cps.locators, tasks, grid, cps.root)
+    return Plan(spec, cps.steps, cps.tokens_seen, cps.locators, tasks, grid, cps.root, cps.hashes)
 
 
 # ---- one folder, many specs --------------------------------------------------------------------
@@ -180,7 +225,7 @@ def merge_into_folder(old: dict, spec: Spec, steps: list[int] | None = None) -> 
     if diffs:
         raise RunMismatchError(
             f"{where} already holds results of other settings ({'; '.join(diffs)}); use the same settings "
-            "to add to it, pick another --out folder, or pass --new to start a new run there")
+            f"to add to it, pick another --out folder, or {NEW_HELP.format(root=where)}")
     merged = dict(old)
     for part in spec.parts:
         for sec in _part_sections(part):
@@ -194,12 +239,24 @@ def merge_into_folder(old: dict, spec: Spec, steps: list[int] | None = None) -> 
     return spec_from_dict(merged, source=spec.source)
 
 
-def open_store(plan: Plan, out: str | Path, *, new: bool = False) -> tuple[RunStore, list[CellKey]]:
-    """Open (create, resume or extend) the run folder; returns the store and the folder's whole grid."""
+def open_store(plan: Plan, out: str | Path, *, new: bool = False,
+               lock: RunLock | None = None) -> tuple[RunStore, list[CellKey]]:
+    """Open (create, resume or extend) the run folder; returns the store and the folder's whole grid.
+
+    Runs under the folder's ``lock`` (taken here when not given; the store keeps it as ``store.lock``
+    and the caller releases it): reading and extending the manifest, and ``new`` (moving an old run
+    aside to ``OUT.old-<time>``), happen with no other writer.
+    """
     spec = plan.spec
-    mf = Path(out) / "manifest.json"
-    extra = {"steps": plan.steps, "tasks": plan.tasks, "series_root": plan.series_root}
-    if mf.exists() and not new:
+    if lock is None:
+        check_folder(out, new=new)
+        lock = RunLock(out).acquire()
+    mf = Path(out) / MANIFEST
+    if new and mf.exists():
+        lock.move_aside()
+    cps = {str(s): h for s, h in plan.hashes.items()}
+    extra = {"steps": plan.steps, "tasks": plan.tasks, "series_root": plan.series_root, "checkpoints": cps}
+    if mf.exists():
         store = RunStore(out)
         old = store.manifest()
         steps = sorted(set(old.get("steps", [])) | set(plan.steps))
@@ -207,17 +264,20 @@ def open_store(plan: Plan, out: str | Path, *, new: bool = False) -> tuple[RunSt
             merged = merge_into_folder(old.get("spec", {}), spec, steps)
         except SpecError as e:  # a folder written by an older version of the toolkit
             raise RunMismatchError(f"{out} holds a run this version cannot extend ({e}); pick another --out "
-                                   "folder or pass --new") from e
+                                   f"folder or {NEW_HELP.format(root=out)}") from e
         except RunMismatchError as e:
             raise RunMismatchError(str(e).replace("this run folder", str(out))) from None
         grid = list(old.get("grid", [])) + [k for k in plan.keys if k not in set(old.get("grid", []))]
         tasks = list(dict.fromkeys(list(old.get("tasks", [])) + plan.tasks))
-        extra = {"steps": steps, "tasks": tasks, "series_root": plan.series_root}
-        if merged.hash() != old.get("spec_hash") or grid != old.get("grid"):
+        extra = {"steps": steps, "tasks": tasks, "series_root": plan.series_root,
+                 "checkpoints": {**(old.get("checkpoints") or {}), **cps}}
+        if merged.hash() != old.get("spec_hash") or grid != old.get("grid") or extra["checkpoints"] != old.get("checkpoints"):
             store.extend_manifest(merged.to_dict(), merged.hash(), grid, extra)
         store = RunStore.open(out, merged.to_dict(), merged.hash(), grid, extra=extra)
+        store.lock = lock
         return store, [CellKey.parse(k) for k in grid]
     store = RunStore.open(out, spec.to_dict(), spec.hash(), plan.keys, new=new, extra=extra)
+    store.lock = lock
     return store, list(plan.grid)
 
 
@@ -250,10 +310,12 @@ class WeightLoader:
     dict of the next different step is read in a background thread.
     """
 
-    def __init__(self, plan: Plan, order: list[int]) -> None:
+    def __init__(self, plan: Plan, order: list[int], preloaded: tuple[int, object] | None = None) -> None:
         self.plan, self.order = plan, order
         self._handle = None
         self._step: int | None = None
+        if preloaded is not None:  # the model run_spec loaded to validate the spec against
+            self._step, self._handle = preloaded
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
         self._ahead: dict[int, Future] = {}
 
@@ -299,8 +361,10 @@ class Runner:
     """Runs the missing cells of a plan into a store, one checkpoint after the other."""
 
     def __init__(self, plan: Plan, store: RunStore, *, folder_grid: list[CellKey] | None = None,
-                 progress: bool = True, on_cell_done: Callable[[str], None] | None = None) -> None:
+                 progress: bool = True, on_cell_done: Callable[[str], None] | None = None,
+                 preloaded: tuple[int, object] | None = None) -> None:
         self.plan, self.store, self.progress = plan, store, progress
+        self.preloaded = preloaded
         self.folder_grid = list(plan.grid) if folder_grid is None else folder_grid
         self.on_cell_done = on_cell_done
         self._rows: dict[CellKey, pd.DataFrame] = {}
@@ -335,9 +399,13 @@ class Runner:
 
         summary = RunSummary()
         t0 = time.perf_counter()
-        todo = [k for k in self.plan.grid if not self.store.is_done(str(k))]
+        todo = todo_cells(self.plan, self.store)
+        for k in todo:  # a cell computed from other inputs (e.g. retrained weights) is never reused
+            if self.store.is_done(str(k)):
+                self.store.discard_cell(str(k))
         summary.cells_skipped = len(self.plan.grid) - len(todo)
-        loader = WeightLoader(self.plan, [k.step for k in todo])
+        loader = WeightLoader(self.plan, [k.step for k in todo], self.preloaded)
+        self.preloaded = None
         bar = tqdm(total=len(self.plan.grid), initial=summary.cells_skipped, disable=not self.progress,
                    desc="cells", unit="cell", dynamic_ncols=True)
         try:
@@ -358,7 +426,7 @@ class Runner:
         try:
             ctx = self.context(key, loader.handle(key.step))
             rows = run_cell(ctx, key)
-            self.store.commit_cell(str(key), rows)
+            self.store.commit_cell(str(key), rows, inputs=self.plan.fingerprint(key))
             summary.cells_done += 1
             summary.rows_written += len(rows)
             summary.forward_rows += int(rows.attrs.get("forward_rows", 0))
@@ -405,9 +473,54 @@ class Runner:
             self.store.write_table(patching_table(raw), "patching")
 
 
+def todo_cells(plan: Plan, store: RunStore | None) -> list[CellKey]:
+    """The plan's cells without a finished file computed from their current inputs."""
+    if store is None:
+        return list(plan.grid)
+    return [k for k in plan.grid if not store.is_current(str(k), plan.fingerprint(k))]
+
+
+def _validation_model(plan: Plan, out: Path, new: bool):
+    """The model of the first checkpoint that has work to do, checked against the spec
+    (:func:`experiments.validate.check_model`); None when every cell is done."""
+    from experiments.validate import check_model
+
+    existing = RunStore(out) if (out / MANIFEST).is_file() and not new else None
+    todo = todo_cells(plan, existing)
+    if not todo:
+        return None
+    step = todo[0].step
+    from ablate.model.handle import load_model
+
+    try:
+        handle = load_model(plan.locators[step], revision=plan.spec.series.revision)
+    except AblateError:
+        raise
+    except Exception as e:  # a damaged weight file, a file that is not a model
+        raise AblateError(f"{plan.spec.source}: cannot load the model of step {step} ({plan.locators[step]}): "
+                          f"{type(e).__name__}: {e}; re-create or re-download it, or drop this step") from e
+    check_model(plan.spec, handle, plan.tasks)
+    return step, handle
+
+
 def run_spec(spec: Spec, out: str | Path, *, new: bool = False, progress: bool = True,
              on_cell_done: Callable[[str], None] | None = None) -> RunSummary:
-    """Validate ``spec``, open (create, resume or extend) the run folder ``out`` and run every missing cell."""
+    """Validate ``spec`` (against the model too), lock the run folder ``out``, open (create, resume or
+    extend) it and run every missing cell; the lock is held until the tables are written."""
+    out = Path(out)
     plan = make_plan(spec)  # all spec / series errors surface before anything is written
-    store, folder_grid = open_store(plan, out, new=new)
-    return Runner(plan, store, folder_grid=folder_grid, progress=progress, on_cell_done=on_cell_done).run()
+    check_folder(out, new=new)  # never write into (or move aside) a folder that is not a run folder
+    preloaded = _validation_model(plan, out, new)
+    with RunLock(out) as lock:
+        if lock.took_over:
+            import sys
+
+            print(f"note: took over the stale lock of {out} left by process {lock.took_over.get('pid')} "
+                  f"(started {lock.took_over.get('started')}), which is no longer running", file=sys.stderr)
+        store, folder_grid = open_store(plan, out, new=new, lock=lock)
+        if getattr(lock, "moved_to", None) is not None:
+            import sys
+
+            print(f"note: the old run in {out} was moved to {lock.moved_to}", file=sys.stderr)
+        return Runner(plan, store, folder_grid=folder_grid, progress=progress, on_cell_done=on_cell_done,
+                      preloaded=preloaded).run()

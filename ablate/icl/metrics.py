@@ -278,6 +278,9 @@ def score_prompts(handle: ModelHandle, prepared: Sequence[PreparedPrompt], condi
     else:
         order = sorted(range(len(rows)), key=lambda j: (len(rows[j][2]), j))
         batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+        if len(batches) > 1 and len(batches[-1]) == 1:  # a lone last row has no other row to resample from
+            last = batches.pop()
+            batches[-1] = batches[-1] + last
     # gathered[(i, r)][k] -> {pos: (lse, argmax, {tok: logit})}
     gathered: dict[tuple[int, int], list[dict[int, tuple[float, int, dict[int, float]]]]] = {}
     bar = None

@@ -33,3 +33,11 @@ class InterventionError(AblateError):
 
 class NumericalError(AblateError):
     """The model produced NaN or infinite values."""
+
+
+class RunFolderError(AblateError):
+    """A run folder cannot be used as asked (not the toolkit's, locked by another writer, unwritable)."""
+
+
+class RunLockedError(RunFolderError):
+    """Another process is writing the run folder (its lock names the holder)."""

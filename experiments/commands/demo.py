@@ -17,10 +17,6 @@ from experiments.demo import CONFIGS, run_demo
 @click.option("--no-progress", is_flag=True)
 def demo_command(out, preset, skip_pretrained, skip_training, no_progress):
     """End-to-end demo: train/scan/ICL/ablate/stats/figures across training, then on SmolLM2-135M."""
-    from ablate.model.errors import AblateError
 
-    try:
-        run_demo(out, preset, progress=not no_progress, skip_pretrained=skip_pretrained,
-                 skip_training=skip_training)
-    except AblateError as e:
-        raise click.ClickException(str(e))
+    run_demo(out, preset, progress=not no_progress, skip_pretrained=skip_pretrained,
+             skip_training=skip_training)

@@ -11,7 +11,13 @@ import click
 
 
 class _EchoHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: list[str] = []
+
     def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            self.failed.append(record.getMessage())
         click.echo(self.format(record), err=record.levelno >= logging.WARNING)
 
 
@@ -26,8 +32,12 @@ class _EchoHandler(logging.Handler):
 def figures_command(run, step, formats, dpi, strict):
     """Render RI heatmaps, score curves, ICL levels, accuracy vs shots, ablation drops and the
     emergence timeline from the tables present in RUN (absent tables are skipped, with a note)."""
+    from experiments.validate import check_formats
     from paper_figures.render import render_run
 
+    fmts = check_formats(formats.split(","))
+    if dpi < 1:
+        raise click.BadParameter(f"{dpi} must be >= 1", param_hint="--dpi")
     log = logging.getLogger("paper_figures")
     handler = _EchoHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -35,9 +45,12 @@ def figures_command(run, step, formats, dpi, strict):
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        fmts = tuple(f.strip().lstrip(".") for f in formats.split(",") if f.strip())
         paths = render_run(run, step=step, formats=fmts, dpi=dpi, strict=strict)
     finally:
         log.removeHandler(handler)
         log.setLevel(old)
     click.echo(f"{len(paths)} file(s) written to {run}/figures/")
+    if handler.failed:
+        raise click.ClickException(f"{len(handler.failed)} figure(s) failed ({'; '.join(handler.failed)}); "
+                                   "the others were written. Re-run with `ablate --debug figures --strict RUN` "
+                                   "for the traceback")

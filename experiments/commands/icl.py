@@ -50,20 +50,16 @@ def icl_command(series, model, steps, out, tasks, shots, n_items, controls, seed
     """Measure FC, PD and in-prompt LR per item for every checkpoint of a series."""
     import pandas as pd
 
-    from ablate.model.errors import AblateError
     from experiments.runner import run_spec
 
     if (series is None) == (model is None):
         raise click.UsageError("give exactly one of --series DIR or --model PATH")
     if model is not None and steps is not None:
         raise click.UsageError("--steps only applies to --series")
-    try:
-        spec = levels_spec(series=series, model=model, steps=_ints(steps), seed=seed, tasks=_names(tasks),
-                           shots=_ints(shots), n_items=n_items, controls=_names(controls), part=part,
-                           batch_size=batch_size, add_bos=add_bos)
-        summary = run_spec(spec, out, progress=not no_progress)
-    except AblateError as e:
-        raise click.ClickException(str(e)) from e
+    spec = levels_spec(series=series, model=model, steps=_ints(steps), seed=seed, tasks=_names(tasks),
+                       shots=_ints(shots), n_items=n_items, controls=_names(controls), part=part,
+                       batch_size=batch_size, add_bos=add_bos)
+    summary = run_spec(spec, out, progress=not no_progress)
     if summary.cells_failed:
         raise click.ClickException(f"{summary.cells_failed} checkpoint(s) failed: {summary.failed}; "
                                    f"see `ablate status {out}` and re-run to retry them")

@@ -61,19 +61,15 @@ def scan_command(series, model, steps, out, sentences, n_sentences, tau, tau_per
                  nulls, ov, max_tokens, n_random, random_length, seed):
     """Score every head (relation index per relation and direction, fake-tail baseline, copying,
     prefix matching) at every checkpoint; resumable per checkpoint."""
-    from ablate.model.errors import AblateError
     from experiments.runner import run_spec
 
     if (series is None) == (model is None):
         raise click.UsageError("pass exactly one of a series folder (--series) or a single model (--model)")
-    try:
-        spec = scan_spec(series=series, model=model, steps=_steps(steps), seed=seed, sentences=sentences,
-                         n_sentences=n_sentences, tau=tau or 0.0, tau_percentile=tau_percentile,
-                         relations=_names(relations), directions=_names(directions), nulls=_names(nulls), ov=ov,
-                         max_tokens=max_tokens, n_random=n_random, random_length=random_length)
-        summary = run_spec(spec, out)
-    except AblateError as e:
-        raise click.ClickException(str(e)) from e
+    spec = scan_spec(series=series, model=model, steps=_steps(steps), seed=seed, sentences=sentences,
+                     n_sentences=n_sentences, tau=tau or 0.0, tau_percentile=tau_percentile,
+                     relations=_names(relations), directions=_names(directions), nulls=_names(nulls), ov=ov,
+                     max_tokens=max_tokens, n_random=n_random, random_length=random_length)
+    summary = run_spec(spec, out)
     if summary.cells_failed:
         raise click.ClickException(f"{summary.cells_failed} checkpoint(s) failed: {summary.failed}; "
                                    f"see `ablate status {out}` and re-run to retry them")

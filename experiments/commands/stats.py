@@ -1,11 +1,50 @@
 """``ablate stats RUN``: significance and emergence tables for a finished run.
 
 One module per command (experiments/commands/); registered by experiments/cli.py.
+
+The tables cover the cells that finished. Checkpoints with failed or pending cells are listed in the
+tables' notes (``RUN/tables/summary.md`` and ``significance.md``) and on the terminal, and the
+command exits non-zero when a pre-registered checkpoint (``--prereg``; default: every step of the
+run) is incomplete, unless ``--allow-partial`` is given.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+
+def _ints(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise click.BadParameter(f"comma-separated integer steps, e.g. 10,30 (got {text!r})",
+                                 param_hint="--prereg") from None
+
+
+def incomplete_steps(run: Path) -> tuple[dict[int, list[str]], list[str]]:
+    """Per step, the failed or pending cells of the run folder's grid (and the lines describing them)."""
+    from experiments.cells import CellKey
+    from experiments.store import RunStore
+
+    st = RunStore(run).status()
+    by_step: dict[int, list[str]] = {}
+    lines = []
+    for k, err in st.failed.items():
+        by_step.setdefault(CellKey.parse(k).step, []).append(k)
+        lines.append(f"failed: {k}: {err}")
+    for k in st.pending:
+        by_step.setdefault(CellKey.parse(k).step, []).append(k)
+        lines.append(f"not run: {k}")
+    return by_step, lines
+
+
+def _append_note(path: Path, text: str) -> None:
+    if path.exists():
+        path.write_text(path.read_text().rstrip("\n") + "\n\n" + text + "\n")
 
 
 @click.command("stats")
@@ -13,16 +52,63 @@ import click
 @click.option("--prereg", "prereg", default=None,
               help="Comma-separated pre-registered steps (Holm family); default: all steps.")
 @click.option("--basis", type=click.Choice(["auto", "specific", "target"]), default="auto", show_default=True)
-@click.option("--alpha", type=float, default=0.05, show_default=True)
-@click.option("--n-boot", type=int, default=2000, show_default=True, help="Bootstrap replicates for CIs.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level, in (0, 1).")
+@click.option("--n-boot", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Bootstrap replicates for CIs.")
 @click.option("--no-mixed-model", is_flag=True, help="Skip the crossed mixed model (slow on big runs).")
+@click.option("--allow-partial", is_flag=True,
+              help="Exit 0 even when cells of pre-registered checkpoints failed or did not run (they are "
+                   "still listed in the notes).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def stats_command(run, prereg, basis, alpha, n_boot, no_mixed_model, seed):
+def stats_command(run, prereg, basis, alpha, n_boot, no_mixed_model, allow_partial, seed):
     """Write RUN/tables/significance.{csv,md,tex}, emergence.{csv,md,tex} and summary.md."""
+    import pandas as pd
+
+    from experiments.store import MANIFEST, RunStore
+    from experiments.validate import ValidationError, check_stats_options
+
+    root = Path(run)
+    steps = _ints(prereg)
+    if not 0 < alpha < 1:  # before reading anything
+        check_stats_options(alpha, None, [], run)
+    path = root / "results.parquet"
+    has_manifest = (root / MANIFEST).is_file()
+    if not has_manifest and not path.exists():
+        raise ValidationError(f"{run} is not a run folder (no {MANIFEST}, no results.parquet); point at the --out "
+                              "folder of `ablate run SPEC`")
+    by_step, lines = incomplete_steps(root) if has_manifest else ({}, [])
+    results = pd.read_parquet(path) if path.exists() else None
+    if results is None or len(results) == 0 or "condition" not in results.columns:
+        n_failed = sum(ln.startswith("failed") for ln in lines)
+        why = (f"{n_failed} cell(s) failed, first: {next((ln for ln in lines if ln.startswith('failed')), '')[8:]}"
+               if n_failed else "its ablation cells have not run (scan / icl folders hold no ablation results)")
+        raise ValidationError(f"{run} has no ablation results to analyse ({why}); see `ablate status {run}`, "
+                              "fix the cause and re-run `ablate run` into the same folder (finished cells are kept)")
+    manifest = RunStore(root).manifest() if has_manifest else {}
+    run_steps = sorted(set(int(s) for s in (manifest.get("steps") or results["step"].dropna().unique())))
+    check_stats_options(alpha, steps, run_steps, run)
+    family = steps if steps is not None else run_steps
+    if not (results["condition"].astype(str) == "clean").any():
+        raise ValidationError(f"{run}: no clean (op=none) cell finished, so no drop can be computed "
+                              f"({len(lines)} cell(s) failed or not run); see `ablate status {run}` and re-run")
     from stats.api import run_stats
 
-    steps = [int(s) for s in prereg.split(",") if s.strip()] if prereg else None
     res = run_stats(run, preregistered_steps=steps, basis=basis, alpha=alpha, n_boot=n_boot,
                     mixed_model=not no_mixed_model, seed=seed)
     click.echo(res.summary())
+    incomplete = sorted(s for s in by_step if s in family)
+    if by_step:
+        note = ["## Missing from the analysis", "",
+                f"Checkpoints with failed or unfinished cells: {sorted(by_step)} "
+                f"(pre-registered among them: {incomplete or 'none'}); their rows are absent from the tables.", ""]
+        note += [f"- {ln}" for ln in lines[:50]] + ([f"- ... {len(lines) - 50} more"] if len(lines) > 50 else [])
+        text = "\n".join(note)
+        for name in ("summary.md", "significance.md"):
+            _append_note(root / "tables" / name, text)
+        click.echo(text, err=True)
     click.echo(f"tables written to {run}/tables/")
+    if incomplete and not allow_partial:
+        raise click.ClickException(
+            f"the pre-registered family is incomplete: checkpoint(s) {incomplete} have failed or unfinished cells "
+            f"({sum(len(by_step[s]) for s in incomplete)} cells; see `ablate status {run}`). Re-run `ablate run` "
+            "into the same folder to finish them, or pass --allow-partial to accept the partial tables")

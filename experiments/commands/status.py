@@ -23,13 +23,9 @@ def _by_kind(st) -> dict[str, tuple[int, int]]:
 @click.option("--verbose", "-v", is_flag=True, help="List every pending and failed cell.")
 def status_command(run, verbose):
     """Show done / pending / failed cells of RUN."""
-    from ablate.model.errors import AblateError
     from experiments.store import RunStore
 
-    try:
-        st = RunStore(run).status()
-    except AblateError as e:
-        raise click.ClickException(str(e))
+    st = RunStore(run).status()
     total = len(st.done) + len(st.pending) + len(st.failed)
     click.echo(f"{run}: {len(st.done)}/{total} cells done, {len(st.pending)} pending, {len(st.failed)} failed")
     click.echo("  " + ", ".join(f"{kind} {done}/{n}" for kind, (done, n) in _by_kind(st).items()))

@@ -34,9 +34,10 @@ __all__ = ["train_command"]
               help="Natural-text source: 'default' (public-domain English shipped with the install), "
                    "'hf:NAME[:CONFIG]' (a Hugging Face dataset, streamed; needs hub access), or "
                    "comma-separated local .txt files/folders.")
-@click.option("--steps", type=int, default=None, help="Override the preset's number of optimiser steps.")
-@click.option("--seed", type=int, default=None, help="Override the preset's seed (init and data).")
-@click.option("--threads", type=int, default=None,
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Override the preset's number of optimiser steps (>= 1).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Override the preset's seed (init and data).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch threads (default: min(2, CPU count)). Use 1 when other processes share the CPU.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--sleep-per-step", type=float, default=0.0, hidden=True,
