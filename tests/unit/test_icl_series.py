@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from ablate.icl.series import evaluate_model, summarize
-from experiments.commands.icl import icl_command
+from experiments.cli import main
 from ablate.testing.tiny import tiny_model, tiny_tokenizer
 
 TASKS = "binary_fruit_month,pd_order_letter"
@@ -27,7 +27,7 @@ def series_dir(tmp_path_factory):
 
 
 def _run(args):
-    r = CliRunner().invoke(icl_command, args, catch_exceptions=False)
+    r = CliRunner().invoke(main, ["icl"] + args, catch_exceptions=False)
     return r
 
 
@@ -64,7 +64,7 @@ def test_cli_series_tables_and_resume(series_dir, tmp_path):
     assert r.exit_code == 0, r.output
     pd.testing.assert_frame_equal(pd.read_parquet(out / "icl_items.parquet"), items)
     # other settings in the same folder are refused, naming the setting
-    r = CliRunner().invoke(icl_command, args[:6] + ["--shots", "0,2"] + args[8:])
+    r = CliRunner().invoke(main, ["icl"] + args[:6] + ["--shots", "0,2"] + args[8:])
     assert r.exit_code != 0 and "other settings" in r.output and "levels.shots" in r.output
 
 
@@ -77,10 +77,10 @@ def test_cli_steps_and_single_model(series_dir, tmp_path):
               "--shots", "1", "--n-items", "2", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert set(pd.read_parquet(tmp_path / "b" / "icl_items.parquet")["step"]) == {0}  # a single model is step 0
-    r = CliRunner().invoke(icl_command, ["--series", str(series_dir), "--steps", "7", "--out",
+    r = CliRunner().invoke(main, ["icl"] + ["--series", str(series_dir), "--steps", "7", "--out",
                                          str(tmp_path / "c"), "--no-progress"])
     assert r.exit_code != 0 and "not in the series" in r.output
-    r = CliRunner().invoke(icl_command, ["--out", str(tmp_path / "d")])
+    r = CliRunner().invoke(main, ["icl"] + ["--out", str(tmp_path / "d")])
     assert r.exit_code != 0 and "exactly one" in r.output
 
 

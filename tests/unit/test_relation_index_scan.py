@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from ablate.scores.scan import COLUMNS
-from experiments.commands.scan import scan_command, scan_spec
+from experiments.cli import main
+from experiments.commands.scan import scan_spec
 from experiments.runner import make_plan, run_spec
 from ablate.testing.tiny import tiny_model, tiny_tokenizer
 
@@ -37,7 +38,7 @@ def test_discover(series):
 def test_scan_cli_tidy_and_resumable(series, tmp_path):
     out = tmp_path / "run"
     args = ["--series", str(series), "--out", str(out), "--n-sentences", "12", "--tau", "0", "--seed", "1"]
-    r = CliRunner().invoke(scan_command, args)
+    r = CliRunner().invoke(main, ["scan"] + args)
     assert r.exit_code == 0, r.output
     df = pd.read_parquet(out / "head_scores.parquet")
     assert list(df.columns) == COLUMNS
@@ -50,11 +51,11 @@ def test_scan_cli_tidy_and_resumable(series, tmp_path):
     part = out / "cells" / "scores__step=100.parquet"
     mtime = part.stat().st_mtime_ns
     (out / "head_scores.parquet").unlink()
-    r = CliRunner().invoke(scan_command, args)
+    r = CliRunner().invoke(main, ["scan"] + args)
     assert r.exit_code == 0 and part.stat().st_mtime_ns == mtime
     assert len(pd.read_parquet(out / "head_scores.parquet")) == len(df)
     # other settings on the same run folder are refused
-    r = CliRunner().invoke(scan_command, args[:-2] + ["--seed", "2"])
+    r = CliRunner().invoke(main, ["scan"] + args[:-2] + ["--seed", "2"])
     assert r.exit_code != 0 and "other settings" in r.output and "seed" in r.output
 
 
@@ -64,5 +65,5 @@ def test_scan_steps_and_errors(series, tmp_path):
     assert set(pd.read_parquet(tmp_path / "r" / "head_scores.parquet").step) == {100}
     with pytest.raises(Exception, match="not in the series"):
         run_spec(scan_spec(series=series, steps=[7], **cfg), tmp_path / "r2", progress=False)
-    r = CliRunner().invoke(scan_command, ["--out", str(tmp_path / "r3")])
+    r = CliRunner().invoke(main, ["scan"] + ["--out", str(tmp_path / "r3")])
     assert r.exit_code != 0 and "exactly one" in r.output
