@@ -85,6 +85,12 @@ def check_folder(root: str | Path, *, new: bool = False) -> None:
         raise RunFolderError(f"--out {root} is a file, not a folder; give a folder path for the run")
     if (root / MANIFEST).is_file():
         return
+    try:  # a live run of this toolkit is still setting the folder up: its lock refuses us with its pid
+        holder = json.loads((root / LOCK_INFO).read_text())
+        if isinstance(holder, dict) and _pid_alive(int(holder.get("pid", -1))):
+            return
+    except (OSError, ValueError, TypeError):
+        pass
     names = _leftovers(root)
     if names:
         what = "a checkpoint series" if "series.json" in names or any(n.startswith("step_") for n in names) else "files this toolkit did not write"

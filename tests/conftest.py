@@ -1,5 +1,8 @@
 import os
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -35,3 +38,12 @@ def smollm2_gguf():
     for p in Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"):
         return p
     return None
+
+
+@pytest.fixture(scope="session")
+def tiny_series(tmp_path_factory):
+    """The ``tiny`` preset's checkpoint series (7 checkpoints, 2 layers x 2 heads), trained once."""
+    out = tmp_path_factory.mktemp("series") / "tiny"
+    subprocess.run([sys.executable, "-m", "experiments.commands.train", "--preset", "tiny", "--out", str(out),
+                    "--no-progress"], check=True, capture_output=True)
+    return out
