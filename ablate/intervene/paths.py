@@ -1,4 +1,4 @@
-"""Path patching (docs/science.md, "Path patching: where a head's output goes"), via nnsight.
+"""Path patching (docs/science.md §7, "Path patching: where a head's output goes"), via nnsight.
 
 The *sender* is a head set ``S``; its output (the heads' slices of the o_proj input) is replaced
 by a *sender value*: its output on a row-aligned corrupted batch (``sender="patch"``) or its mean
