@@ -73,6 +73,9 @@ class TrainConfig:
         recipe: The data mixture.
         seed: Seed for init and data.
         family: Architecture: "llama" (default), "gpt2" or "gpt_neox" (see :data:`FAMILIES`).
+        max_positions: The model's context (``max_position_embeddings``); None: ``max(2 * seq_len, 256)``.
+            ``tiny`` sets 512 so the shipped specs' 20-shot prompts fit its 384-token vocabulary's
+            longer tokenisation.
     """
 
     name: str
@@ -99,6 +102,7 @@ class TrainConfig:
     recipe: Recipe = field(default_factory=Recipe)
     seed: int = 0
     family: str = "llama"
+    max_positions: int | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -122,6 +126,8 @@ class TrainConfig:
         d["recipe"] = self.recipe.to_dict()
         if d["family"] == "llama":
             del d["family"]
+        if d["max_positions"] is None:  # same reason: configs from before the field keep their hash
+            del d["max_positions"]
         return d
 
     @classmethod
@@ -180,7 +186,7 @@ class TrainConfig:
         return cfg
 
     def _max_positions(self) -> int:
-        return max(2 * self.seq_len, 256)
+        return self.max_positions or max(2 * self.seq_len, 256)
 
     @staticmethod
     def _token_ids(tokenizer) -> dict:
@@ -224,7 +230,7 @@ PRESETS: dict[str, TrainConfig] = {
         name="tiny", n_layers=2, n_heads=2, d_model=32, d_mlp=64, vocab_size=384,
         seq_len=32, batch_size=4, steps=30, lr=3e-3, warmup=5,
         n_log_checkpoints=3, n_linear_checkpoints=3, text_max_chars=60_000,
-        single_token_words=False,
+        single_token_words=False, max_positions=512,
         recipe=Recipe(text_window=(16, 64)),
     ),
     "default": TrainConfig(

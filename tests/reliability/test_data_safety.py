@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -170,6 +171,50 @@ def test_stats_prereg_step_must_exist(series_copy, tmp_path):
     assert r.exit_code == 0, r.output
 
 
+def _failing_cells(monkeypatch, when):
+    """Make the runner's cell function raise for the keys ``when(key)`` selects (a real failure path)."""
+    import experiments.runner as runner
+
+    real = runner.run_cell
+
+    def run_cell(ctx, key):
+        if when(key):
+            raise RuntimeError(f"injected failure of {key}")
+        return real(ctx, key)
+
+    monkeypatch.setattr(runner, "run_cell", run_cell)
+
+
+def test_stats_exit_status_says_the_preregistered_family_is_incomplete(series_copy, tmp_path, monkeypatch):
+    spec = small_spec(tmp_path, series_copy, steps="[20, 30]", random_sets=1)
+    run = tmp_path / "run"
+    _failing_cells(monkeypatch, lambda k: k.step == 30 and k.kind == "icl" and not k.clean)
+    r = _cli("run", spec, "--out", run, "--no-progress")
+    assert r.exit_code != 0 and "failed" in r.output
+    stats = ("--n-boot", "20", "--no-mixed-model")
+    out = _one_message(_cli("stats", run, *stats))
+    assert "pre-registered family is incomplete" in out and "[30]" in out and "--allow-partial" in out
+    notes = (run / "tables" / "significance.md").read_text()
+    assert "Missing from the analysis" in notes and "injected failure" in notes
+    r = _cli("stats", run, *stats, "--allow-partial")
+    assert r.exit_code == 0, r.output
+    assert _cli("stats", run, *stats, "--prereg", "20").exit_code == 0  # step 30 is not in this family
+    monkeypatch.undo()
+    r = _cli("run", spec, "--out", run, "--no-progress")  # resumes: only the failed cells run again
+    assert r.exit_code == 0 and "0 failed" in r.output, r.output
+    r = _cli("stats", run, *stats)
+    assert r.exit_code == 0, r.output
+
+
+def test_stats_on_a_run_whose_cells_all_failed(series_copy, tmp_path, monkeypatch):
+    spec = small_spec(tmp_path, series_copy, steps="[30]", random_sets=1)
+    run = tmp_path / "run"
+    _failing_cells(monkeypatch, lambda k: k.kind in ("icl", "lr"))
+    assert _cli("run", spec, "--out", run, "--no-progress").exit_code != 0
+    out = _one_message(_cli("stats", run, "--n-boot", "20", "--no-mixed-model"))
+    assert "injected failure" in out and "re-run" in out and "clean condition" not in out
+
+
 # ---- case 5: prompts are checked against the model's context ------------------------------------
 
 def test_shots_beyond_the_context_are_refused_before_any_cell(series_copy, tmp_path):
@@ -215,19 +260,70 @@ def test_bad_inputs_give_one_message(tmp_path, series_copy):
     _one_message(_cli("figures", tmp_path, "--format", "jpgx"))
 
 
+def test_tau_and_read_only_out_and_truncated_weights(series_copy, tmp_path):
+    scan = ("scan", "--series", series_copy, "--steps", "30", "--n-sentences", "8")
+    assert "tau" in _one_message(_cli(*scan, "--out", tmp_path / "s", "--tau", "-1"))
+    if os.geteuid() == 0:  # root writes through chmod 555; sysfs refuses new files even to root
+        ro = Path("/sys/sih-ablate-test")
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        ro = ro / "x"
+    out = _one_message(_cli(*scan, "--out", ro))
+    assert "writable --out" in out
+    before_digest = folder_digest(series_copy)
+    weights = next((series_copy / "step_30").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    truncated = folder_digest(series_copy)
+    for cmd in (scan + ("--out", tmp_path / "s2"),
+                ("icl", "--series", series_copy, "--steps", "30", "--out", tmp_path / "i", "--tasks",
+                 "pd_category_letter", "--shots", "0,2", "--n-items", "2", "--no-progress")):
+        out = _one_message(_cli(*cmd))
+        assert "step 30" in out and "series.json" in out
+    assert folder_digest(series_copy) == truncated != before_digest  # the toolkit never "repairs" it
+    model = tmp_path / "model"  # a plain model folder (no series.json): the loader's error, in one line
+    shutil.copytree(series_copy / "step_30", model)
+    for f in (series_copy / "tokenizer").iterdir():
+        shutil.copy(f, model / f.name)
+    out = _one_message(_cli("info", model))
+    assert "SafetensorError" in out and "Traceback" not in out
+
+
+def test_log_spaced_zero_and_a_failing_figure(series_copy, tmp_path):
+    spec = small_spec(tmp_path, series_copy, steps="{log_spaced = 0}")
+    out = _one_message(_cli("run", spec, "--out", tmp_path / "run", "--no-progress"))
+    assert "log_spaced" in out and ">= 1" in out
+    run = tmp_path / "figs"
+    run.mkdir()
+    pd.DataFrame({"step": [30], "score": ["relation_index"], "value": [0.1]}).to_parquet(run / "head_scores.parquet")
+    r = _cli("figures", run, "--format", "png")
+    out = _one_message(r)
+    assert "ri_heatmaps" in out and "failed" in out
+
+
 # ---- case 8: every shipped spec runs clean on the tiny preset --------------------------------------
 
-@pytest.mark.parametrize("name", ["sih_ablation"])
+SHIPPED_SPECS = sorted(p.parent.name for p in (Path(__file__).resolve().parents[2] / "experiments").glob("*/spec.toml"))
+
+
+def test_every_shipped_spec_is_covered():
+    assert {"sih_ablation", "emergence", "cross_arch"} <= set(SHIPPED_SPECS)
+
+
+@pytest.mark.parametrize("name", SHIPPED_SPECS)
 def test_shipped_spec_runs_clean_on_tiny(name, series_copy, tmp_path):
-    """The shipped spec, unchanged except the series and its steps (the last checkpoint only)."""
+    """Each shipped spec, unchanged except the series, its steps (the last two checkpoints) and R = 2."""
+    import re
     import tomllib
 
     src = Path(__file__).resolve().parents[2] / "experiments" / name / "spec.toml"
     text = src.read_text()
     d = tomllib.loads(text)
-    assert d["series"]["steps"]  # keep the spec as shipped, only point it at the tiny series' last step
-    text = text.replace(f'steps = "{d["series"]["steps"]}"', "steps = [30]")
-    text = text.replace(f'random_sets = {d["controls"]["random_sets"]}', "random_sets = 2")
+    assert d["series"]["steps"] and d["controls"]["random_sets"] >= 19
+    text, n_steps = re.subn(r"(?m)^steps = .*$", "steps = [20, 30]", text, count=1)
+    text, n_r = re.subn(r"(?m)^random_sets = \d+", "random_sets = 2", text, count=1)
+    assert n_steps == n_r == 1
     p = tmp_path / "spec.toml"
     p.write_text(text)
     run = tmp_path / "run"
