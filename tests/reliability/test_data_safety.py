@@ -134,14 +134,14 @@ def test_retrained_series_is_recomputed_and_a_bad_hash_is_named(series_copy, tmp
     r = _cli("run", spec, "--out", run, "--no-progress")
     out = _one_message(r)
     assert "30" in out and "series.json" in out
-    # "retrain in place": the series.json records the new hashes -> the run recomputes, not "already done"
-    sj = json.loads((series_copy / "series.json").read_text())
-    for e in sj["checkpoints"]:
-        if e["step"] == 30:
-            e["sha256"] = hash_checkpoint(series_copy / "step_30")
-    (series_copy / "series.json").write_text(json.dumps(sj))
+    # retrain in place for real: the user deletes the series and trains it again (another seed) into the
+    # same folder; the run must recompute every cell of the new weights, never report "already done"
+    shutil.rmtree(series_copy)
+    r = _cli("train", "--preset", "tiny", "--seed", "1", "--out", series_copy, "--no-progress")
+    assert r.exit_code == 0, r.output
     r = _cli("run", spec, "--out", run, "--no-progress")
     assert r.exit_code == 0, r.output
+    assert " 0 already done" in r.output, r.output
     res1 = pd.read_parquet(run / "results.parquet")
     assert len(res1) == len(res0)
     m = json.loads((run / "manifest.json").read_text())
