@@ -76,7 +76,7 @@ def _longest_prompt(handle: "ModelHandle", items, add_bos: bool) -> tuple[int, o
     for it in items:
         pp = prepare_prompt(handle.tokenizer, it.prompt, it.labels, it.gold, label_spans=it.label_spans,
                             add_bos=add_bos)
-        n = len(pp.prompt_ids) + max((len(r) for r in pp.rows), default=0)
+        n = len(pp.prompt_ids) + max((len(c) for c in pp.cand_ids), default=0)  # the longest row scored
         if n > best:
             best, which = n, it
     return best, which

@@ -25,13 +25,18 @@ over the model. The candidates' token sequences form a prefix tree; the prompt i
 *maximal internal node* of that tree (``prompt + node``), which gives the logits at every internal
 node. For single-token labels and for SmolLM2's ``" " + digit`` labels that is **one row per prompt**.
 The greedy output is the longest candidate that the greedy path follows (so with labels ``1`` and
-``10`` the output is ``10`` only if the path continues to ``0``); it is empty when the greedy path
-leaves the label set.
+``10`` the output is ``10`` only if the path continues to ``0``), **provided the label ends there**:
+the greedy token after it must not continue the label's text (a letter or digit right after it;
+EOS, a space, a newline or punctuation end it). So with labels ``1`` and ``10`` a greedy ``15`` is not
+a label and scores FC = 0, as the paper defines FC. The output is empty when the greedy path leaves
+the label set. The logits after a whole label come free for the gold label (its row is extended by
+its last token) and for labels that other labels extend; for any other label the greedy path
+follows, a second pass runs ``prompt + label`` (one row per such item, under the same conditions).
 
 Metrics (one value per condition x item)
 ----------------------------------------
 =================  =========================================================================
-``fc``             1 if the greedy output is in the prompt's label set (format compliance)
+``fc``             1 if the greedy output is in the prompt's label set and ends there (format compliance)
 ``pd``             1 if the greedy output is the gold label (exact, over the whole vocabulary)
 ``fc_cont``        probability mass on the label set, ``sum_c P(c)``
 ``pd_cont``        gold probability renormalised within the label set, ``P(gold) / sum_c P(c)``
@@ -177,6 +182,15 @@ def prepare_prompt(tokenizer: Any, prompt: str, labels: Sequence[str], gold: str
     for n in internal:
         r = next(i for i, m in enumerate(maximal) if m[:len(n)] == n)
         node_loc[n] = (r, len(ids) + len(n) - 1)
+    # "the label ends there" needs the logits after a whole label: the gold's comes free by extending
+    # the row that ends one token short of it (the other labels' come from a second pass, only when
+    # the greedy path follows them; see score_prompts)
+    g = cands[int(gold)]
+    if g not in node_loc:
+        r = next((i for i, m in enumerate(maximal) if g[:len(m)] == m and len(m) == len(g) - 1), None)
+        if r is not None:
+            maximal[r] = g
+            node_loc[g] = (r, len(ids) + len(g) - 1)
     demo_tokens = []
     for s, e in label_spans:
         a, b = encode_ids(tokenizer, prompt[:s]), encode_ids(tokenizer, prompt[:e])
@@ -231,6 +245,121 @@ def _patch_at(c: Condition, pos: int) -> Condition:
     return Condition(c.name, ivs)
 
 
+def _by_length(pp: PreparedPrompt, followed: list[bool]) -> list[int]:
+    """Indices of the candidates the greedy path follows, longest first."""
+    return sorted((c for c, ok in enumerate(followed) if ok), key=lambda c: -len(pp.cand_ids[c]))
+
+
+class _LabelEnd:
+    """Does the greedy token ``t`` after a label's tokens ``c`` end the label?
+
+    Yes when ``t`` is EOS, or when decoding ``c + [t]`` adds, after the label's own text, nothing or a
+    character that is not a letter or digit (a space, newline or punctuation). So with labels 1 and
+    10 a greedy "15" is no label, and " A" followed by "pple" is not the label A. Word-level
+    tokenizers, whose decoding separates tokens by spaces, always end a label.
+    """
+
+    def __init__(self, tok: Any) -> None:
+        self.tok = tok
+        self.eos = getattr(tok, "eos_token_id", None)
+        self.cache: dict[tuple[tuple[int, ...], int], bool] = {}
+
+    def __call__(self, c: tuple[int, ...], t: int) -> bool:
+        key = (c, int(t))
+        if key not in self.cache:
+            if t == self.eos:
+                self.cache[key] = True
+            else:
+                a, b = self.tok.decode(list(c)), self.tok.decode(list(c) + [int(t)])
+                nxt = b[len(a):] if b.startswith(a) else " "
+                self.cache[key] = not nxt or not nxt[0].isalnum()
+        return self.cache[key]
+
+
+def _forward_rows(handle: ModelHandle, prepared: Sequence[PreparedPrompt], rows: list, conds: list, *,
+                  reference: dict | None, source: dict | None, batch_size: int,
+                  patch_from: Sequence[PreparedPrompt] | None, progress: bool, desc: str) -> dict:
+    """Run ``rows`` = [(prompt index, suffix, ids, positions)] under every condition.
+
+    Returns ``{(prompt index, suffix): [per condition {position: (lse, argmax, logits of U, column map)}]}``.
+    """
+    K = len(conds)
+    tok = handle.tokenizer
+    patching = patch_from is not None
+    if patching:  # one suffix length per batch, so the query token is one explicit position
+        order = sorted(range(len(rows)), key=lambda j: (len(rows[j][1]), len(rows[j][2]), j))
+        batches = []
+        for j in order:
+            L = len(rows[j][1])
+            if batches and len(batches[-1]) < batch_size and batches[-1][-1][0] == L:
+                batches[-1].append((L, j))
+            else:
+                batches.append([(L, j)])
+        batches = [[j for _, j in b] for b in batches]
+    else:
+        order = sorted(range(len(rows)), key=lambda j: (len(rows[j][2]), j))
+        batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+        if len(batches) > 1 and len(batches[-1]) == 1:  # a lone last row has no other row to resample from
+            last = batches.pop()
+            batches[-1] = batches[-1] + last
+    # gathered[(i, r)][k] -> {pos: (lse, argmax, {tok: logit})}
+    gathered: dict[tuple[int, int], list[dict[int, tuple[float, int, dict[int, float]]]]] = {}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(order), desc=desc, unit="row", leave=False)
+    for bidx in batches:
+        B = len(bidx)
+        ids = [rows[j][2] for j in bidx]
+        bconds, bsource = conds, source
+        if patching:
+            L = len(rows[bidx[0]][1])
+            src_ids = [patch_from[rows[j][0]].prompt_ids + list(rows[j][1]) for j in bidx]
+            both = pad_batch(ids + src_ids, tok.pad_token_id, padding_side="left", device=handle.device)
+            batch = {k: v[:B] for k, v in both.items()}
+            bsource = {k: v[B:] for k, v in both.items()}
+            bconds = [_patch_at(c, -(L + 1)) for c in conds]
+        else:
+            batch = pad_batch(ids, tok.pad_token_id, padding_side="left", device=handle.device)
+        T = batch["input_ids"].shape[1]
+        Pmax = max(len(rows[j][3]) for j in bidx)
+        pos = torch.zeros(B, Pmax, dtype=torch.long)
+        for b, j in enumerate(bidx):
+            p = [T - len(rows[j][2]) + q for q in rows[j][3]]
+            pos[b] = torch.tensor(p + [p[-1]] * (Pmax - len(p)))
+        vocab_ids = sorted({t for j in bidx for c in prepared[rows[j][0]].cand_ids for t in c}
+                           | {t for j in bidx if tuple(rows[j][1]) == tuple(prepared[rows[j][0]].rows[0]) for d in prepared[rows[j][0]].demo_tokens
+                              for _, t in d})
+        U = torch.tensor(vocab_ids, dtype=torch.long)
+
+        def reducer(logits: torch.Tensor, rs: slice, pos=pos, B=B, U=U) -> torch.Tensor:
+            r_idx = torch.arange(rs.start, rs.stop) % B
+            p = pos[r_idx].to(logits.device)  # [n, Pmax]
+            sel = logits[torch.arange(logits.shape[0], device=logits.device)[:, None], p].float()  # [n, Pmax, V]
+            lse = torch.logsumexp(sel, -1, keepdim=True)
+            am = sel.argmax(-1, keepdim=True).float()
+            return torch.cat([lse, am, sel[:, :, U.to(logits.device)]], -1).cpu()
+
+        out = run_conditions(handle, batch, bconds, reference=reference, source=bsource, reduce=reducer)
+        out = out.double().numpy()  # [K, B, Pmax, 2+|U|]
+        col = {t: 2 + n for n, t in enumerate(vocab_ids)}
+        for b, j in enumerate(bidx):
+            i, r, _, plist = rows[j]
+            per_k = []
+            for k in range(K):
+                d = {}
+                for n, q in enumerate(plist):
+                    v = out[k, b, n]
+                    d[q] = (float(v[0]), int(v[1]), v, col)
+                per_k.append(d)
+            gathered[(i, r)] = per_k  # r: the suffix
+        if bar is not None:
+            bar.update(B)
+    if bar is not None:
+        bar.close()
+    return gathered
+
+
 def score_prompts(handle: ModelHandle, prepared: Sequence[PreparedPrompt], conditions: Sequence[Any] = (None,),
                   *, reference: dict | None = None, source: dict | None = None, batch_size: int = 16,
                   patch_from: Sequence[PreparedPrompt] | None = None,
@@ -260,105 +389,51 @@ def score_prompts(handle: ModelHandle, prepared: Sequence[PreparedPrompt], condi
     K, N = len(conds), len(prepared)
     tok = handle.tokenizer
     patching = _check_patching(conds, patch_from, N, source)
-    # all forward rows, with the positions to gather
-    rows = []  # (prompt index, row index, ids, positions)
-    for i, pp in enumerate(prepared):
-        for r, node in enumerate(pp.rows):
-            rows.append((i, r, pp.prompt_ids + list(node), pp.row_positions(r)))
-    if patching:  # one suffix length per batch, so the query token is one explicit position
-        order = sorted(range(len(rows)), key=lambda j: (len(prepared[rows[j][0]].rows[rows[j][1]]), len(rows[j][2]), j))
-        batches = []
-        for j in order:
-            L = len(prepared[rows[j][0]].rows[rows[j][1]])
-            if batches and len(batches[-1]) < batch_size and batches[-1][-1][0] == L:
-                batches[-1].append((L, j))
-            else:
-                batches.append([(L, j)])
-        batches = [[j for _, j in b] for b in batches]
-    else:
-        order = sorted(range(len(rows)), key=lambda j: (len(rows[j][2]), j))
-        batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
-        if len(batches) > 1 and len(batches[-1]) == 1:  # a lone last row has no other row to resample from
-            last = batches.pop()
-            batches[-1] = batches[-1] + last
-    # gathered[(i, r)][k] -> {pos: (lse, argmax, {tok: logit})}
-    gathered: dict[tuple[int, int], list[dict[int, tuple[float, int, dict[int, float]]]]] = {}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(order), desc=desc, unit="row", leave=False)
-    for bidx in batches:
-        B = len(bidx)
-        ids = [rows[j][2] for j in bidx]
-        bconds, bsource = conds, source
-        if patching:
-            L = len(prepared[rows[bidx[0]][0]].rows[rows[bidx[0]][1]])
-            src_ids = [patch_from[rows[j][0]].prompt_ids + list(prepared[rows[j][0]].rows[rows[j][1]]) for j in bidx]
-            both = pad_batch(ids + src_ids, tok.pad_token_id, padding_side="left", device=handle.device)
-            batch = {k: v[:B] for k, v in both.items()}
-            bsource = {k: v[B:] for k, v in both.items()}
-            bconds = [_patch_at(c, -(L + 1)) for c in conds]
-        else:
-            batch = pad_batch(ids, tok.pad_token_id, padding_side="left", device=handle.device)
-        T = batch["input_ids"].shape[1]
-        Pmax = max(len(rows[j][3]) for j in bidx)
-        pos = torch.zeros(B, Pmax, dtype=torch.long)
-        for b, j in enumerate(bidx):
-            p = [T - len(rows[j][2]) + q for q in rows[j][3]]
-            pos[b] = torch.tensor(p + [p[-1]] * (Pmax - len(p)))
-        vocab_ids = sorted({t for j in bidx for c in prepared[rows[j][0]].cand_ids for t in c}
-                           | {t for j in bidx if rows[j][1] == 0 for d in prepared[rows[j][0]].demo_tokens
-                              for _, t in d})
-        U = torch.tensor(vocab_ids, dtype=torch.long)
+    # all forward rows (prompt index, suffix, ids, positions to gather)
+    rows = [(i, tuple(node), pp.prompt_ids + list(node), pp.row_positions(r))
+            for i, pp in enumerate(prepared) for r, node in enumerate(pp.rows)]
+    gathered = _forward_rows(handle, prepared, rows, conds, reference=reference, source=source,
+                             batch_size=batch_size, patch_from=patch_from if patching else None,
+                             progress=progress, desc=desc)
 
-        def reducer(logits: torch.Tensor, rs: slice, pos=pos, B=B, U=U) -> torch.Tensor:
-            r_idx = torch.arange(rs.start, rs.stop) % B
-            p = pos[r_idx].to(logits.device)  # [n, Pmax]
-            sel = logits[torch.arange(logits.shape[0], device=logits.device)[:, None], p].float()  # [n, Pmax, V]
-            lse = torch.logsumexp(sel, -1, keepdim=True)
-            am = sel.argmax(-1, keepdim=True).float()
-            return torch.cat([lse, am, sel[:, :, U.to(logits.device)]], -1).cpu()
+    def at(i, k, node):
+        pp = prepared[i]
+        if node in pp.node_loc:
+            r, q = pp.node_loc[node]
+            return gathered[(i, tuple(pp.rows[r]))][k][q]
+        return gathered[(i, node)][k][len(pp.prompt_ids) + len(node) - 1]
 
-        out = run_conditions(handle, batch, bconds, reference=reference, source=bsource, reduce=reducer)
-        out = out.double().numpy()  # [K, B, Pmax, 2+|U|]
-        col = {t: 2 + n for n, t in enumerate(vocab_ids)}
-        for b, j in enumerate(bidx):
-            i, r, _, plist = rows[j]
-            per_k = []
-            for k in range(K):
-                d = {}
-                for n, q in enumerate(plist):
-                    v = out[k, b, n]
-                    d[q] = (float(v[0]), int(v[1]), v, col)
-                per_k.append(d)
-            gathered[(i, r)] = per_k
-        if bar is not None:
-            bar.update(B)
-    if bar is not None:
-        bar.close()
+    # the greedy path: which candidates it follows; the longest one is the output if the label ends there
+    followed = [[[all(at(i, k, c[:j])[1] == t for j, t in enumerate(c)) for c in pp.cand_ids]
+                 for i, pp in enumerate(prepared)] for k in range(K)]
+    leaves = sorted({(i, pp.cand_ids[c]) for k in range(K) for i, pp in enumerate(prepared)
+                     for c in _by_length(pp, followed[k][i])[:1]
+                     if pp.cand_ids[c] not in pp.node_loc})
+    if leaves:  # second pass: the logits after a followed label nobody else extends
+        rows2 = [(i, c, prepared[i].prompt_ids + list(c), [len(prepared[i].prompt_ids) + len(c) - 1])
+                 for i, c in leaves]
+        if len(rows2) == 1:  # resample ablation needs >= 2 rows in a batch: score the row twice
+            rows2 = rows2 * 2
+        gathered.update(_forward_rows(handle, prepared, rows2, conds, reference=reference, source=source,
+                                      batch_size=batch_size, patch_from=patch_from if patching else None,
+                                      progress=False, desc=desc))
+    ends = _LabelEnd(tok)
 
     res = {m: np.full((K, N), np.nan) for m in METRIC_COLUMNS}
     res["output"] = np.full((K, N), "", dtype=object)
     res["greedy_first"] = np.full((K, N), "", dtype=object)
     for i, pp in enumerate(prepared):
         for k in range(K):
-            def at(node):
-                r, q = pp.node_loc[node]
-                lse, am, v, col = gathered[(i, r)][k][q]
-                return lse, am, v, col
-
-            logp, greedy = [], []
+            logp = []
             for c in pp.cand_ids:
-                lp, ok = 0.0, True
+                lp = 0.0
                 for j, t in enumerate(c):
-                    lse, am, v, col = at(c[:j])
+                    lse, am, v, col = at(i, k, c[:j])
                     lp += v[col[t]] - lse
-                    ok = ok and am == t
                 logp.append(lp)
-                greedy.append(ok)
             logp = np.array(logp)
-            matched = [c for c, ok in enumerate(greedy) if ok]
-            out_idx = max(matched, key=lambda c: len(pp.cand_ids[c])) if matched else None
+            order = _by_length(pp, followed[k][i])
+            out_idx = order[0] if order and ends(pp.cand_ids[order[0]], at(i, k, pp.cand_ids[order[0]])[1]) else None
             lse_all = np.logaddexp.reduce(logp)
             g = pp.gold
             res["fc"][k, i] = float(out_idx is not None)
@@ -368,7 +443,7 @@ def score_prompts(handle: ModelHandle, prepared: Sequence[PreparedPrompt], condi
             res["gold_logprob"][k, i] = float(logp[g])
             res["rank_in_labels"][k, i] = float((logp > logp[g]).sum())
             res["output"][k, i] = pp.labels[out_idx] if out_idx is not None else ""
-            res["greedy_first"][k, i] = tok.decode([at(())[1]])
+            res["greedy_first"][k, i] = tok.decode([at(i, k, ())[1]])
             # loss on the shown answers inside the prompt (row 0 holds the whole prompt)
             losses = []
             for dtoks in pp.demo_tokens:
@@ -376,7 +451,7 @@ def score_prompts(handle: ModelHandle, prepared: Sequence[PreparedPrompt], condi
                     continue
                 l = 0.0
                 for q, t in dtoks:
-                    lse, am, v, col = gathered[(i, 0)][k][q - 1]
+                    lse, am, v, col = gathered[(i, tuple(pp.rows[0]))][k][q - 1]
                     l -= v[col[t]] - lse
                 losses.append(l)
             if len(pp.demo_tokens) >= 2 and len(losses) == len(pp.demo_tokens):

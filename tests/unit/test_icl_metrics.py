@@ -186,9 +186,10 @@ def test_copy_previous_label_matches_hand_computation(kind, word_tok, split_tok)
         labels = tuple("0123456789") + ("true", "false")
         h = planted_model(tok, copy_labels=labels)
         tasks = TASKS_SMALL
-    else:  # digits are single tokens after the space token
+    else:  # digits are single tokens after the space token; a digit is followed by a newline (so the
+        # label ends there: without it the copy head would copy the digit again, "11", which is no label)
         labels = tuple("0123456789")
-        h = planted_model(tok, bigram={":": " "}, copy_labels=labels)
+        h = planted_model(tok, bigram={":": " ", **{d: "\n" for d in labels}}, copy_labels=labels)
         tasks = ("binary_fruit_month", "four_fruit_month", "nine_fruit_animal_month")
     items = [it for it in _items(tasks=tasks, shots=(1, 3, 10), n_items=9) if it.task != "pd_order_letter"]
     df = evaluate_items(h, items, batch_size=32)
@@ -204,6 +205,35 @@ def test_copy_previous_label_matches_hand_computation(kind, word_tok, split_tok)
     r = evaluate_items(h, [it]).iloc[0]
     assert (r["output"], r["fc"], r["pd"]) == ("1", 1.0, 0.0)
     assert r["pd_cont"] < 1e-3
+
+
+@pytest.mark.parametrize("after, output", [("\n", "1"), ("5", ""), ("0", "10"), (",", "1")])
+def test_fc_needs_the_label_to_end_there(after, output, split_tok):
+    """Labels 1 and 10 (split digits, as SmolLM2 tokenises them): a bigram model answers " 1" and then
+    ``after``. A greedy "15" is no label (FC 0), "10" is label 10 (then a newline), "1\n" and "1," are 1."""
+    bigram = {":": " ", " ": "1", "1": after, "0": "\n", "5": "\n"}
+    if after == "0":
+        bigram["0"] = "\n"
+    h = planted_model(split_tok, bigram=bigram)
+    from ablate.icl.tasks import IclItem
+
+    for gold in ("1", "10"):
+        it = IclItem("binary_fruit_month", 2, 0, "clean", (("plum", "May", "1"), ("June", "kiwi", "10")),
+                     ("fig", "Oct"), gold, ("1", "10"))
+        r = evaluate_items(h, [it]).iloc[0]
+        assert (r["output"], r["fc"], r["pd"]) == (output, float(output != ""), float(output == gold)), (gold, r)
+        assert _literal(h, it)["output"] == output
+
+
+def test_copy_model_that_repeats_the_label_is_not_format_compliant(split_tok):
+    """The split-digit copy model without the newline bigram copies the digit again ("11"): FC 0."""
+    labels = tuple("0123456789")
+    h = planted_model(split_tok, bigram={":": " "}, copy_labels=labels)
+    items = _items(tasks=("binary_fruit_month",), shots=(1, 3), n_items=6, controls=("clean",))
+    df = evaluate_items(h, items)
+    assert (df["fc"] == 0).all() and (df["output"] == "").all()
+    assert list(df["output"]) == [_literal(h, it)["output"] for it in items]
+    assert (df["fc_cont"] > 0.99).all()  # the probability mass is still on the labels' tokens
 
 
 def test_copy_model_with_letter_labels(word_tok):
@@ -233,12 +263,14 @@ def _literal(h, it):
             lp = torch.log_softmax(h.hf(input_ids=x).logits[0].double(), -1)
             logps.append(sum(lp[len(P) - 1 + j, t].item() for j, t in enumerate(c)))
         seq = list(P)
-        for _ in range(max(map(len, cands))):
+        for _ in range(max(map(len, cands)) + 1):  # one token past the longest label: does it end there?
             nxt = int(h.hf(input_ids=torch.tensor([seq])).logits[0, -1].argmax())
             seq.append(nxt)
-    gen = seq[len(P):]
-    match = [i for i, c in enumerate(cands) if gen[:len(c)] == c]
-    out = max(match, key=lambda i: len(cands[i])) if match else None
+    # on the decoded text: the continuation starts with " " + label and no letter or digit follows it
+    text = tok.decode(seq)[len(tok.decode(P)):]
+    match = [i for i, lab in enumerate(it.labels) if text.startswith(" " + lab)
+             and not text[len(lab) + 1:len(lab) + 2].isalnum()]
+    out = max(match, key=lambda i: len(it.labels[i])) if match else None
     logps = np.array(logps)
     z = np.logaddexp.reduce(logps)
     g = it.labels.index(it.gold)
@@ -262,7 +294,8 @@ def _noisy_copy_model(kind, tok):
     if kind == "word":
         h, sig = planted_model(tok, copy_labels=tuple("0123456789") + ("true", "false")), 0.15
     else:
-        h, sig = planted_model(tok, bigram={":": " "}, copy_labels=tuple("0123456789")), 0.3
+        h, sig = planted_model(tok, bigram={":": " ", **{d: "\n" for d in "0123456789"}},
+                               copy_labels=tuple("0123456789")), 0.3
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         h.hf.lm_head.weight += sig * torch.randn(h.hf.lm_head.weight.shape, generator=g)
@@ -343,7 +376,9 @@ def test_in_prompt_loss_reduction_by_hand(word_tok):
 
 def test_one_row_per_prompt_for_split_digits(split_tok):
     pp = prepare_prompt(split_tok, "plum, May:", [str(i) for i in range(9)], "3")
-    assert len(pp.rows) == 1 and len(pp.rows[0]) == 1  # prompt + " "
+    # one row: prompt + " " (the labels' shared first token) + the gold's digit, whose logits say
+    # whether the gold label ends there
+    assert pp.rows == [pp.cand_ids[3]] and len(pp.rows[0]) == 2
     pp = prepare_prompt(split_tok, "dog, barks:", ["true", "false"], "true")
     assert len(pp.rows) == 2  # " t" -> "ru" and " f" -> "al" diverge
 
