@@ -59,8 +59,12 @@ def _append_note(path: Path, text: str) -> None:
 @click.option("--allow-partial", is_flag=True,
               help="Exit 0 even when cells of pre-registered checkpoints failed or did not run (they are "
                    "still listed in the notes).")
+@click.option("--p-resolution", type=float, default=None,
+              help="Smallest p the comparison against matched random head sets must be able to reach "
+                   "(needs R >= 1/p - 1 random sets; a row whose R is too small says so). Default: the "
+                   "run spec's controls.p_resolution, else --alpha.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def stats_command(run, prereg, basis, alpha, n_boot, no_mixed_model, allow_partial, seed):
+def stats_command(run, prereg, basis, alpha, n_boot, no_mixed_model, allow_partial, p_resolution, seed):
     """Write RUN/tables/significance.{csv,md,tex}, emergence.{csv,md,tex} and summary.md."""
     import pandas as pd
 
@@ -71,6 +75,9 @@ def stats_command(run, prereg, basis, alpha, n_boot, no_mixed_model, allow_parti
     steps = _ints(prereg)
     if not 0 < alpha < 1:  # before reading anything
         check_stats_options(alpha, None, [], run)
+    if p_resolution is not None and not 0 < p_resolution < 1:
+        raise click.BadParameter(f"{p_resolution} must lie in (0, 1), e.g. 0.05 (needs R >= 19 random sets) "
+                                 "or 0.01 (R >= 99)", param_hint="--p-resolution")
     path = root / "results.parquet"
     has_manifest = (root / MANIFEST).is_file()
     if not has_manifest and not path.exists():
@@ -94,7 +101,7 @@ def stats_command(run, prereg, basis, alpha, n_boot, no_mixed_model, allow_parti
     from stats.api import run_stats
 
     res = run_stats(run, preregistered_steps=steps, basis=basis, alpha=alpha, n_boot=n_boot,
-                    mixed_model=not no_mixed_model, seed=seed)
+                    mixed_model=not no_mixed_model, seed=seed, p_resolution=p_resolution)
     click.echo(res.summary())
     incomplete = sorted(s for s in by_step if s in family)
     if by_step:

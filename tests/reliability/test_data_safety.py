@@ -215,6 +215,30 @@ def test_stats_on_a_run_whose_cells_all_failed(series_copy, tmp_path, monkeypatc
     assert "injected failure" in out and "re-run" in out and "clean condition" not in out
 
 
+def test_p_resolution_flag(tmp_path):
+    """R = 4 random sets reach p >= 1/5: with the default resolution (alpha) the random-heads p is
+    refused and the note says how many sets to run; --p-resolution 0.2 accepts them; bad values refused.
+    (A runner-shaped simulated table: the tiny series has no ability to test.)"""
+    from stats.simulate import simulate_results
+
+    run = tmp_path / "run"
+    run.mkdir()
+    simulate_results(n_steps=1, n_tasks=6, n_items=6, n_random=4, drops={"lr": .1, "fc": .1, "pd": .4},
+                     seed=0).to_parquet(run / "results.parquet")
+    stats = ("stats", run, "--n-boot", "20", "--no-mixed-model")
+    r = _cli(*stats)
+    assert r.exit_code == 0, r.output
+    tab = pd.read_csv(run / "tables" / "significance_tidy.csv")
+    tgt = tab[tab["set_role"] == "target"] if "set_role" in tab else tab
+    assert len(tgt) and tgt["p_random"].isna().all() and (tgt["R_null"] == 4).all(), tgt.T
+    assert "R >= 19" in (run / "tables" / "significance.md").read_text()
+    assert _cli(*stats, "--p-resolution", "0.2").exit_code == 0
+    tab = pd.read_csv(run / "tables" / "significance_tidy.csv")
+    tgt = tab[tab["set_role"] == "target"] if "set_role" in tab else tab
+    assert tgt["p_random"].notna().all() and (tgt["p_random"] >= 0.2).all(), tgt.T
+    assert "p-resolution" in _one_message(_cli(*stats, "--p-resolution", "1.5"))
+
+
 # ---- case 5: prompts are checked against the model's context ------------------------------------
 
 def test_shots_beyond_the_context_are_refused_before_any_cell(series_copy, tmp_path):
