@@ -84,7 +84,7 @@ import numpy as np
 import torch
 
 from ablate.model.errors import AblateError
-from ablate.intervene.engine import run_conditions
+from ablate.intervene.engine import capture_operator_inputs, run_conditions
 from ablate.intervene.operators import Condition, Patch
 from ablate.model.handle import ModelHandle, encode_ids, pad_batch
 
@@ -302,6 +302,7 @@ def _forward_rows(handle: ModelHandle, prepared: Sequence[PreparedPrompt], rows:
         if len(batches) > 1 and len(batches[-1]) == 1:  # a lone last row has no other row to resample from
             last = batches.pop()
             batches[-1] = batches[-1] + last
+    reused: dict[str, dict] = {}
     # gathered[(i, r)][k] -> {pos: (lse, argmax, {tok: logit})}
     gathered: dict[tuple[int, int], list[dict[int, tuple[float, int, dict[int, float]]]]] = {}
     bar = None
@@ -340,7 +341,11 @@ def _forward_rows(handle: ModelHandle, prepared: Sequence[PreparedPrompt], rows:
             am = sel.argmax(-1, keepdim=True).float()
             return torch.cat([lse, am, sel[:, :, U.to(logits.device)]], -1).cpu()
 
-        out = run_conditions(handle, batch, bconds, reference=reference, source=bsource, reduce=reducer)
+        # the mean-ablation reference is the same for every batch: capture its head outputs once
+        captured = capture_operator_inputs(handle, batch, bconds, reference=reference, source=bsource, reuse=reused)
+        reused.update(captured)
+        out = run_conditions(handle, batch, bconds, reference=reference, source=bsource, reduce=reducer,
+                             captured=captured)
         out = out.double().numpy()  # [K, B, Pmax, 2+|U|]
         col = {t: 2 + n for n, t in enumerate(vocab_ids)}
         for b, j in enumerate(bidx):

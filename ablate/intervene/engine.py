@@ -393,17 +393,23 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
 
 
 def capture_operator_inputs(handle: ModelHandle, batch: Batch, conditions: Sequence[Any], *,
-                            reference: Batch | None = None, source: Batch | None = None) -> dict[str, dict]:
+                            reference: Batch | None = None, source: Batch | None = None,
+                            reuse: dict[str, dict] | None = None) -> dict[str, dict]:
     """The clean head outputs that mean / resample / patch operators of ``conditions`` read (one
-    capture pass per source batch, only the layers they touch)."""
+    capture pass per source batch, only the layers they touch).
+
+    ``reuse``: captures from an earlier call with the same conditions whose source does not change
+    between batches (``"reference"``, the mean-ablation batch) are taken from it, not run again.
+    """
     conds = [Condition.coerce(c) for c in conditions]
+    reuse = {k: v for k, v in (reuse or {}).items() if k == "reference"}
     need: dict[str, set[int]] = {}
     for c in conds:
         for iv in c.interventions:
             key = None
             if isinstance(iv, MeanAblate):
                 key = "reference"
-                if reference is None:
+                if reference is None and "reference" not in reuse:
                     raise InterventionError("MeanAblate needs a `reference` batch: run_conditions(..., reference=ref_batch)")
             elif isinstance(iv, Patch):
                 key = "source"
@@ -416,6 +422,9 @@ def capture_operator_inputs(handle: ModelHandle, batch: Batch, conditions: Seque
     acts: dict[str, dict] = {}
     srcs = {"reference": reference, "source": source, "self": batch}
     for key, layers in need.items():
+        if key in reuse:
+            acts[key] = reuse[key]
+            continue
         b = srcs[key]
         b = {"input_ids": b["input_ids"], "attention_mask": b.get("attention_mask", torch.ones_like(b["input_ids"]))}
         acts[key] = {"acts": capture_head_outputs(handle, b, layers), "mask": b["attention_mask"]}

@@ -19,6 +19,7 @@ BENCHES: dict[str, str] = {
     "prefix": "ablate.intervene.benchmark:run_prefix",
     "atp": "ablate.intervene.benchmark:run_atp",
     "relation-index": "ablate.scores.benchmark:run",
+    "throughput": "experiments.throughput:run_throughput",
 }
 
 

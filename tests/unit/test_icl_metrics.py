@@ -483,3 +483,25 @@ def test_patching_bad_inputs(word_tok):
         evaluate_items(h, shuf, conditions=[Patch("L0H0", "last")], patch_from=clean[::-1])
     with pytest.raises(IclMetricError, match="one clean item"):
         evaluate_items(h, shuf, conditions=[Patch("L0H0", "last")], patch_from=clean[:1])
+
+
+def test_mean_ablation_reference_captured_once_gives_the_same_scores(word_tok):
+    """score_prompts captures the mean-ablation reference once and reuses it in every batch: the
+    scores equal those of one prompt per call (a fresh capture each time) and of one big batch."""
+    from ablate.intervene.operators import MeanAblate
+    from ablate.icl.metrics import prompt_batch
+
+    h = _skewed_random_model(word_tok, [" 0", " 1"], seed=5)
+    items = _items(tasks=("binary_fruit_month",), shots=(2, 4), n_items=4, controls=("clean",))
+    ref = prompt_batch(h, ["plum May June kiwi fig Oct", "apple July pear"])
+    conds = [None, MeanAblate("L0H0"), MeanAblate("L0H1")]
+    many = evaluate_items(h, items, conds, reference=ref, batch_size=2)
+    one_each = pd.concat([evaluate_items(h, [it], conds, reference=ref) for it in items]).sort_values(
+        ["condition_index", "shots", "item"]).reset_index(drop=True)
+    big = evaluate_items(h, items, conds, reference=ref, batch_size=64)
+    for other in (one_each, big):
+        a = many.sort_values(["condition_index", "shots", "item"]).reset_index(drop=True)
+        np.testing.assert_allclose(a["gold_logprob"].values, other["gold_logprob"].values, rtol=1e-5, atol=1e-5)
+        assert list(a["output"]) == list(other["output"])
+    assert not np.allclose(many.loc[many.condition_index == 0, "gold_logprob"].values,
+                           many.loc[many.condition_index == 1, "gold_logprob"].values)
