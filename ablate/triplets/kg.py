@@ -57,6 +57,8 @@ KG_TEMPLATES: dict[str, tuple[str, ...]] = {
                    "My teacher said that a {h} is one type of {t} that we can see here."),
     "Part-of": ("In the old book I read that the {h} is a part of the {t}, as most people know.",
                 "My teacher said that every {t} has a {h} that we can see here."),
+    "Antonym-of": ("In the old book I read that {h} is the opposite of {t}, as most people know.",
+                   "My teacher said that the word {h} means the opposite of {t} in this story."),
 }
 
 #: the embedded fallback graph: (head, relation, tail), common single words.
@@ -142,6 +144,40 @@ def builtin_word_triplets(relations: Sequence[str] | None = None, *, seed: int =
 _WN_DIRS = (Path("/usr/share/wordnet"), Path("/usr/share/wordnet/dict"))
 
 
+#: WordNet 3.0's 45 lexicographer files in number order (documented in its lexnames(5WN) page);
+#: Debian's wordnet-base ships the database without the ``lexnames`` file NLTK's reader needs.
+_LEXNAMES = ("adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
+             "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
+             "noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process "
+             "noun.quantity noun.relation noun.shape noun.state noun.substance noun.time verb.body verb.change "
+             "verb.cognition verb.communication verb.competition verb.consumption verb.contact verb.creation "
+             "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather "
+             "adj.ppl").split()
+_POS_NUMBER = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+
+
+def _with_lexnames(d: Path) -> Path:
+    """``d`` itself if it has a ``lexnames`` file; else a folder of this toolkit's cache that holds
+    a copy of ``d``'s files and adds ``lexnames`` (``d`` is never
+    written to)."""
+    if (d / "lexnames").is_file():
+        return d
+    import os
+
+    cache = Path(os.environ.get("SIH_ABLATE_CACHE", Path.home() / ".cache" / "sih-ablate")) / "wordnet"
+    cache.mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    for f in d.iterdir():  # copies (36 MB once): nltk >= 3.9 refuses symlinks and hard links out of its root
+        dst = cache / f.name
+        if f.is_file() and not (dst.exists() and dst.stat().st_size == f.stat().st_size):
+            shutil.copy2(f, dst)
+    lex = "".join(f"{i:02d}\t{n}\t{_POS_NUMBER[n.split('.')[0]]}\n" for i, n in enumerate(_LEXNAMES))
+    if not (cache / "lexnames").is_file() or (cache / "lexnames").read_text() != lex:
+        (cache / "lexnames").write_text(lex)
+    return cache
+
+
 def _wordnet(root: str | Path | None = None) -> Any:
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
@@ -157,7 +193,23 @@ def _wordnet(root: str | Path | None = None) -> Any:
     for d in cands:
         if (d / "data.noun").is_file() and (d / "index.noun").is_file():
             try:
-                return WordNetCorpusReader(str(d), None)
+                import nltk
+
+                d = _with_lexnames(d)
+                # nltk >= 3.9 only reads corpora under its data path: authorise the folder found here
+                if str(d) not in nltk.data.path:
+                    nltk.data.path.append(str(d))
+                class _Local(WordNetCorpusReader):
+                    def map_wn(self, version="wordnet"):
+                        # nltk maps a non-default WordNet onto its downloaded "wordnet" corpus (for
+                        # OMW); this reader is read on its own, so there is nothing to map to
+                        return None
+
+                import warnings
+
+                with warnings.catch_warnings():  # "multilingual functions not available": expected
+                    warnings.simplefilter("ignore", UserWarning)
+                    return _Local(str(d), None)
             except Exception as e:  # pragma: no cover - corrupt install
                 raise WordNetUnavailableError(f"WordNet at {d} could not be read: {e}") from e
     raise WordNetUnavailableError(
@@ -170,7 +222,8 @@ def _wordnet(root: str | Path | None = None) -> Any:
 
 def wordnet_word_triplets(relations: Sequence[str] = ("Hyponym-of", "Part-of"), *, max_pairs: int = 500,
                           seed: int = 0, root: str | Path | None = None) -> list[WordTriplet]:
-    """Hyponym-of (hyponym -> hypernym) and Part-of (part -> whole) pairs of single-word nouns.
+    """Hyponym-of (hyponym -> hypernym) and Part-of (part -> whole) pairs of single-word nouns, and
+    Antonym-of pairs of single-word adjectives (WordNet's direct antonyms).
 
     Pairs are drawn from the synsets' first lemmas (alphabetic, lower-case, no multi-word
     lemmas), shuffled with ``seed`` and capped at ``max_pairs`` per relation, then rendered.
@@ -186,19 +239,29 @@ def wordnet_word_triplets(relations: Sequence[str] = ("Hyponym-of", "Part-of"), 
         return w if w.isalpha() and w.islower() else None
 
     pairs: list[tuple[str, str, str]] = []
+    known = ("Hyponym-of", "Part-of", "Antonym-of")
+    bad = [r for r in relations if r not in known]
+    if bad:
+        raise KGError(f"unknown WordNet relation(s) {bad}; use {', '.join(known)}")
     for rel in relations:
         found = []
-        for syn in wn.all_synsets("n"):
-            h = word(syn)
-            if h is None:
-                continue
-            others = syn.hypernyms() if rel == "Hyponym-of" else syn.part_holonyms() if rel == "Part-of" else None
-            if others is None:
-                raise KGError(f"unknown WordNet relation {rel!r}; use Hyponym-of or Part-of")
-            for o in others:
-                t = word(o)
-                if t is not None and t != h:
-                    found.append((h, rel, t))
+        if rel == "Antonym-of":  # adjective lemmas and their direct antonyms (good -> bad)
+            for syn in wn.all_synsets("a"):
+                for lem in syn.lemmas():
+                    h = lem.name()
+                    for ant in lem.antonyms():
+                        t = ant.name()
+                        if h.isalpha() and h.islower() and t.isalpha() and t.islower() and t != h:
+                            found.append((h, rel, t))
+        else:
+            for syn in wn.all_synsets("n"):
+                h = word(syn)
+                if h is None:
+                    continue
+                for o in (syn.hypernyms() if rel == "Hyponym-of" else syn.part_holonyms()):
+                    t = word(o)
+                    if t is not None and t != h:
+                        found.append((h, rel, t))
         idx = rng.permutation(len(found))[:max_pairs]
         pairs.extend(found[i] for i in sorted(idx))
     return render(pairs, seed=seed)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
 import pytest
 
 from ablate.triplets.kg import (BUILTIN_KG, ENTITY_LETTERS, KGError, WordNetUnavailableError, agenda_word_triplets,
@@ -96,5 +98,14 @@ def test_wordnet_when_installed():
     try:
         wts = wordnet_word_triplets(max_pairs=20)
     except WordNetUnavailableError:
+        if Path("/usr/share/wordnet/data.noun").is_file():
+            raise  # installed (setup.sh installs it where apt-get can) but unreadable: a real failure
         pytest.skip("WordNet data not installed (python -m nltk.downloader wordnet / apt-get install wordnet-base)")
     assert wts and {w.relation for w in wts} <= {"Hyponym-of", "Part-of"}
+    pairs = {(w.text[w.head[0]:w.head[1]], w.relation, w.text[w.tail[0]:w.tail[1]])
+             for w in wordnet_word_triplets(("Hyponym-of", "Antonym-of"), max_pairs=100_000)}
+    # known WordNet 3.0 facts, independent of the loader's code
+    assert ("dog", "Hyponym-of", "canine") in pairs
+    assert ("good", "Antonym-of", "bad") in pairs and ("hot", "Antonym-of", "cold") in pairs
+    with pytest.raises(KGError, match="unknown WordNet relation"):
+        wordnet_word_triplets(("Synonym-of",))
