@@ -46,7 +46,7 @@ MEAN_REFERENCE_TOKENS = 64
 #: the operator name of the clean condition (no intervention)
 CLEAN = "none"
 
-Kind = Literal["scores", "levels", "heads", "lr", "icl", "patch"]
+Kind = Literal["scores", "levels", "heads", "lr", "icl", "patch", "paths"]
 KINDS: tuple[str, ...] = get_args(Kind)
 
 
@@ -64,7 +64,7 @@ class CellKey:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise AblateError(f"unknown cell kind {self.kind!r}; known: {', '.join(KINDS)}")
-        needs_op, needs_task = self.kind in ("lr", "icl"), self.kind in ("icl", "patch")
+        needs_op, needs_task = self.kind in ("lr", "icl"), self.kind in ("icl", "patch", "paths")
         if needs_op != (self.op is not None) or needs_task != (self.task is not None):
             raise AblateError(f"cell kind {self.kind!r} takes {'an operator' if needs_op else 'no operator'} and "
                               f"{'a task' if needs_task else 'no task'}, got op={self.op!r}, task={self.task!r}")
@@ -280,10 +280,89 @@ def patch_cell(ctx: CellContext, key: CellKey) -> pd.DataFrame:
     return out
 
 
+def path_prompts(spec: "Spec", task: str):
+    """The path cell's prompts: clean items at ``paths.shots`` (and their shuffled-label twins)."""
+    from ablate.icl.tasks import make_items
+
+    shots = spec.paths.shots or max(spec.icl.shots)
+    items = make_items(task, [shots], spec.icl.items, seed=spec.seed, controls=["clean", "shuffled"])
+    return [it for it in items if it.control == "clean"], [it for it in items if it.control == "shuffled"]
+
+
+def paths_cell(ctx: CellContext, key: CellKey) -> pd.DataFrame:
+    """Path patching of every tested head set on one task (rows of ``paths.parquet``).
+
+    Each row of the batch is a clean prompt followed by the tokens all its candidate labels share
+    (e.g. SmolLM2's " " before a digit), so the metric is read where the labels first differ: the
+    gold's log-prob (or logit) there. One row per (head set, item, path) with ``effect`` =
+    intervened - clean (negative: the path carries the label); ``total`` and ``nonlinear`` rows too.
+    With ``sender = "patch"`` the sender's value is its output on the shuffled-label prompt of the same
+    item; items whose two prompts tokenise to different lengths are left out (counted in
+    ``rows.attrs["skipped"]``).
+    """
+    import torch
+
+    from ablate.icl.metrics import prepare_prompt
+    from ablate.intervene.paths import path_group, path_patch
+    from ablate.model.handle import pad_batch
+
+    ps = ctx.spec.paths
+    tok = ctx.handle.tokenizer
+    clean, shuffled = path_prompts(ctx.spec, key.task)
+    ids, src, labels, kept = [], [], [], []
+    for it, sh in zip(clean, shuffled):
+        pp = prepare_prompt(tok, it.prompt, it.labels, it.gold)
+        c = pp.cand_ids
+        n = 0
+        while all(len(x) > n + 1 for x in c) and len({x[n] for x in c}) == 1:
+            n += 1  # the shared leading tokens of every label
+        row = pp.prompt_ids + list(c[pp.gold][:n])
+        if ps.sender == "patch":
+            q = prepare_prompt(tok, sh.prompt, sh.labels, sh.gold)
+            srow = q.prompt_ids + list(c[pp.gold][:n])
+            if len(srow) != len(row):
+                continue
+            src.append(srow)
+        ids.append(row)
+        labels.append(c[pp.gold][n])
+        kept.append(it)
+    if not ids:
+        raise AblateError(f"paths/{key.task}: no item has clean and shuffled prompts of equal token length; "
+                          "use paths.sender = \"mean\"")
+    both = pad_batch(ids + src, tok.pad_token_id, padding_side="left", device=ctx.handle.device)
+    batch = {k: v[:len(ids)] for k, v in both.items()}
+    corrupted = {k: v[len(ids):] for k, v in both.items()} if src else None
+    reference = _reference_batch(ctx) if ps.sender == "mean" else None
+    lab = torch.tensor(labels)
+    frames = []
+    for s in sorted(ctx.head_sets, key=lambda s: (_ROLE_ORDER[s.role], s.control_index)):
+        if len(s.heads) == 0:
+            continue
+        res = path_patch(ctx.handle, batch, lab, s.heads, sender=ps.sender, corrupted=corrupted,
+                         reference=reference, positions=ctx.spec.operators.positions, metric=ps.metric,
+                         kinds=ps.kinds)
+        cols = {**res.paths, "total": res.total, "nonlinear": res.nonlinear}
+        for name, eff in cols.items():
+            frames.append(pd.DataFrame({
+                "role": s.role, "control_index": s.control_index, "head_set": str(s.heads),
+                "shots": [it.shots for it in kept], "item": [it.item for it in kept],
+                "path": name, "group": name if name in ("total", "nonlinear") else path_group(name),
+                "effect": eff.double().numpy(), "clean": res.clean.double().numpy()}))
+    out = pd.concat(frames, ignore_index=True)
+    out.insert(0, "step", ctx.step)
+    out.insert(1, "tokens_seen", ctx.tokens_seen)
+    out.insert(2, "task", key.task)
+    out.insert(3, "sender", ps.sender)
+    out.insert(4, "metric", ps.metric)
+    out.attrs["forward_rows"] = len(ids) * len({p for p in out["path"]}) * out["head_set"].nunique()
+    out.attrs["skipped"] = len(clean) - len(kept)
+    return out
+
+
 #: kind -> cell function (ctx, key) -> rows
 CELLS: dict[str, Callable[[CellContext, CellKey], pd.DataFrame]] = {
     "scores": scores_cell, "levels": levels_cell, "heads": heads_cell, "lr": lr_cell, "icl": icl_cell,
-    "patch": patch_cell,
+    "patch": patch_cell, "paths": paths_cell,
 }
 
 
@@ -294,7 +373,7 @@ def dependencies(key: CellKey, spec: "Spec", final_step: int) -> list[CellKey]:
         if spec.heads.select == "sih" and spec.heads.at == "final" and key.step != final_step:
             deps.append(CellKey("heads", final_step))
         return deps
-    if key.kind in ("lr", "icl", "patch") and not key.clean:
+    if key.kind in ("lr", "icl", "patch", "paths") and not key.clean:
         return [key.at("heads")]
     return []
 

@@ -162,6 +162,8 @@ def step_cells(spec: Spec, step: int, tasks: list[str]) -> list[CellKey]:
             out += [CellKey("icl", step, op=op, task=t) for t in tasks]
         if spec.operators.patch:
             out += [CellKey("patch", step, task=t) for t in tasks]
+        if spec.paths is not None:
+            out += [CellKey("paths", step, task=t) for t in tasks]
     return out
 
 
@@ -471,6 +473,8 @@ class Runner:
         if "patch" in kinds:
             raw = self.store.assemble([k for k in g if k.startswith("patch/")], "raw_patch")
             self.store.write_table(patching_table(raw), "patching")
+        if "paths" in kinds:
+            self.store.assemble([k for k in g if k.startswith("paths/")], "paths")
 
 
 def todo_cells(plan: Plan, store: RunStore | None) -> list[CellKey]:

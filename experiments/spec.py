@@ -86,6 +86,9 @@ Rule = Literal["topk", "fdr"]
 Positions = Literal["all", "last"]
 Control = Literal["clean", "shuffled", "nolabel"]
 WordPart = Literal["heldout", "train", "all"]
+PathSender = Literal["mean", "patch"]
+PathMetric = Literal["logprob", "logit"]
+ReceiverKind = Literal["mlp", "q", "k", "v"]
 
 #: the ablation operators a spec may name (from the one registry, ablate.intervene.operators.OPERATORS)
 OPERATOR_NAMES = ABLATIONS
@@ -155,6 +158,22 @@ class ICLSpec:
     controls: tuple[Control, ...] = ("clean", "shuffled", "nolabel")
 
 
+@dataclass(frozen=True)
+class PathsSpec:
+    """``[paths]``: path patching of every tested head set (docs/science.md §7; cells ``paths/``).
+
+    The sender is each head set (target, induction, matched random sets); its output is replaced by
+    its mean over the held-out reference text (``sender = "mean"``) or by its output on the
+    shuffled-label prompt of the same item (``"patch"``); the effect on the gold label's first
+    distinguishing token at the query is split into the direct path and one path per later
+    receiver (MLPs, and heads' queries, keys and values)."""
+
+    sender: PathSender = "mean"
+    metric: PathMetric = "logprob"
+    kinds: tuple[ReceiverKind, ...] = ("mlp", "q", "k", "v")
+    shots: int | None = None        # shot count of the path prompts (default: the largest of icl.shots)
+
+
 #: the sections of the ablation protocol
 ABLATION_SECTIONS = ("heads", "controls", "operators", "icl")
 
@@ -171,6 +190,7 @@ class Spec:
     controls: ControlsSpec = field(default_factory=ControlsSpec)
     operators: OperatorsSpec = field(default_factory=OperatorsSpec)
     icl: ICLSpec = field(default_factory=ICLSpec)
+    paths: PathsSpec | None = None
     #: which parts of the grid run: "scores" (all steps), "levels", "ablation"
     parts: tuple[str, ...] = ("ablation",)
     source: str = "<dict>"
@@ -178,6 +198,8 @@ class Spec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("source")
+        if d["paths"] is None:  # specs from before [paths] existed keep their hash (and their run folders)
+            del d["paths"]
         return d
 
     def hash(self) -> str:
@@ -201,7 +223,7 @@ class Spec:
 
 
 _SECTIONS = {"series": SeriesSpec, "scores": ScoresSpec, "levels": LevelsSpec, "heads": HeadsSpec,
-             "controls": ControlsSpec, "operators": OperatorsSpec, "icl": ICLSpec}
+             "controls": ControlsSpec, "operators": OperatorsSpec, "icl": ICLSpec, "paths": PathsSpec}
 _TOP = {"name": str, "seed": int, "description": str}
 #: keys that moved between sections (old place -> new section), for a precise message
 _MOVED = {("heads", "n_sentences"): "scores", ("heads", "relations"): "scores", ("icl", "positions"): "operators"}
@@ -292,7 +314,7 @@ def spec_from_dict(d: dict, source: str = "<dict>") -> Spec:
     if "parts" not in top:  # what the sections say: any ablation section, or nothing else, runs the protocol
         given = {k for k in d if k in _SECTIONS and d[k] is not None}
         parts = [p for p in ("scores", "levels") if p in given]
-        if given & set(ABLATION_SECTIONS) or not parts:
+        if given & set(ABLATION_SECTIONS + ("paths",)) or not parts:
             parts.append("ablation")
         top["parts"] = tuple(parts)
     if "levels" in top["parts"] and "levels" not in top:
@@ -357,6 +379,14 @@ def validate(spec: Spec) -> None:
     if o.patch and not any(x >= 1 for x in i.shots):
         raise SpecError(f"{src}: key operators.patch = true needs a shot count >= 1 in icl.shots (a "
                         f"0-shot prompt has no labels to shuffle), got {list(i.shots)}")
+    if spec.paths is not None:
+        ps = spec.paths
+        if ps.shots is not None and ps.shots < 1:
+            raise SpecError(f"{src}: key paths.shots = {ps.shots}: path prompts need >= 1 demonstration")
+        if ps.shots is None and not any(x >= 1 for x in i.shots):
+            raise SpecError(f"{src}: [paths] uses the largest of icl.shots, which must be >= 1 (or set paths.shots)")
+        if not ps.kinds:
+            raise SpecError(f"{src}: key paths.kinds is empty; list receiver kinds from mlp, q, k, v")
     if i.items < 1 or i.lr_documents < 1:
         raise SpecError(f"{src}: keys icl.items and icl.lr_documents must be >= 1")
     if "clean" not in i.controls or "nolabel" not in i.controls:

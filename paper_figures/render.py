@@ -36,6 +36,7 @@ from .emergence import emergence_timeline
 from .heatmaps import ri_heatmaps
 from .icl import accuracy_vs_shots, icl_levels
 from .patching import patching_restoration
+from .paths import paths_breakdown
 from .inputs import read_table
 from .style import DPI, FORMATS, save_figure
 
@@ -73,6 +74,7 @@ def render_run(run_dir: str | Path, *, step: int | None = None, formats: tuple[s
     icl = read_table(run, "icl_summary")
     results = read_table(run, "results")
     patching = read_table(run, "patching")
+    paths = read_table(run, "paths")
     sig = read_table(run / "tables", "significance_tidy.csv")
     emer = read_table(run / "tables", "emergence_tidy.csv")
     if emer is None:
@@ -112,6 +114,8 @@ def render_run(run_dir: str | Path, *, step: int | None = None, formats: tuple[s
          lambda: emergence_timeline(emer)),
         ("patching_restoration", patching is not None and len(patching) > 0, "patching.parquet (operators.patch)",
          lambda: patching_restoration(patching)),
+        ("paths_breakdown", paths is not None and len(paths) > 0, "paths.parquet (a [paths] section)",
+         lambda: paths_breakdown(paths)),
     ]
     written: list[Path] = []
     for name, present, needs, make in jobs:

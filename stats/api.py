@@ -67,6 +67,7 @@ class SignificanceResult:
     emergence: EmergenceResult | None = None
     settings: dict = field(default_factory=dict)
     patching: Any = None  #: :class:`stats.patching.PatchingResult` when the run patched (else None)
+    paths: Any = None  #: the :func:`stats.paths.analyze_paths` table when the run path-patched (else None)
     documents: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def summary(self) -> str:
@@ -499,5 +500,10 @@ def run_stats(run_dir: str | Path, **kwargs) -> SignificanceResult:
 
         out.patching = analyze_patching(pd.read_parquet(run / "patching.parquet"),
                                         n_boot=kwargs.get("n_boot", 2000), seed=kwargs.get("seed", 0))
+    if (run / "paths.parquet").exists():
+        from .paths import analyze_paths
+
+        out.paths = analyze_paths(pd.read_parquet(run / "paths.parquet"), n_boot=min(kwargs.get("n_boot", 2000), 1000),
+                                  seed=kwargs.get("seed", 0))
     out.write(run)
     return out
