@@ -141,15 +141,17 @@ def induction_set(scores: pd.DataFrame, k: int) -> TestedSet:
     return TestedSet("induction", -1, HeadSet(picked), "prefix_matching+copying", details)
 
 
-def random_sets(targets: list[TestedSet], n_layers: int, n_heads: int, R: int, seed: int, step: int) -> list[TestedSet]:
-    """R matched random sets per non-empty target; target i's sets have control indices i*R .. i*R+R-1."""
+def random_sets(targets: list[TestedSet], n_layers: int, n_heads: int, R: int, seed: int, step: int,
+                offset: int = 0) -> list[TestedSet]:
+    """R matched random sets per non-empty target; target i's sets have control indices
+    offset + i*R .. offset + i*R+R-1."""
     out = []
     for i, t in enumerate(targets):
         if len(t.heads) == 0:
             continue
         for r, rs in enumerate(matched_random_sets(t.heads, n_layers, n_heads, R, seed=seed * 1_000_003 + step)):
-            out.append(TestedSet("random", i * R + r, rs, "matched_random",
-                                 {"matched_to": str(t.heads)} if len(targets) > 1 else {}))
+            out.append(TestedSet("random", offset + i * R + r, rs, "matched_random",
+                                 {"matched_to": str(t.heads)} if len(targets) > 1 or offset else {}))
     return out
 
 
@@ -164,9 +166,15 @@ def select_head_sets(ctx) -> pd.DataFrame:
         if len(t.heads) == 0:  # nothing passed the rule: reported, and no random sets can be matched to it
             t.details["note"] = "no head passed the selection rule at this checkpoint"
     sets = list(targets)
-    if h.induction:
-        sets.append(induction_set(ctx.scores, min(h.k, a.n_layers * a.n_heads)))
-    sets += random_sets(targets, a.n_layers, a.n_heads, spec.controls.random_sets, spec.seed, ctx.step)
+    ind = induction_set(ctx.scores, min(h.k, a.n_layers * a.n_heads)) if h.induction else None
+    if ind is not None:
+        sets.append(ind)
+    R = spec.controls.random_sets
+    sets += random_sets(targets, a.n_layers, a.n_heads, R, spec.seed, ctx.step)
+    # the statistics match random sets to a tested set by its size k: when no target has the induction
+    # set's size (a rule passed fewer than k heads), it gets R random sets matched to its own size and layers
+    if ind is not None and len(ind.heads) and len(ind.heads) not in {len(t.heads) for t in targets}:
+        sets += random_sets([ind], a.n_layers, a.n_heads, R, spec.seed, ctx.step, offset=len(targets) * R)
     rows = [(ctx.step, ctx.tokens_seen, s.role, s.control_index, str(s.heads), len(s.heads), s.rule,
              json.dumps(s.details, default=str) if s.details else "{}") for s in sets]
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -136,3 +136,30 @@ def test_patch_cells_write_a_patching_table(tiny_series, tmp_path):
     for f in ("patching.md", "patching.csv", "patching.tex", "patching_tidy.csv", "patching_units.csv"):
         assert (tmp_path / "run" / "tables" / f).is_file(), f
     assert "Patching" in out.summary() or "restored" in out.summary()
+
+
+def test_induction_set_of_another_size_gets_its_own_random_sets(tiny_series, tmp_path):
+    """The statistics match random sets to a tested set by size k. A 1-head explicit target with k = 2
+    induction heads: the induction set gets R random sets of its own size and layer histogram, so its
+    specific drops have a null (R > 0), and the target keeps its own R."""
+    from ablate.model.heads import HeadSet
+
+    d = _spec(tiny_series, heads={"select": "explicit", "explicit": ["L1H0"], "k": 2, "induction": True},
+              operators={"primary": "mean", "robustness": []})
+    s = run_spec(spec_from_dict(d, "t.toml"), tmp_path / "run", progress=False)
+    assert s.cells_failed == 0, s.failed
+    hs = pd.read_parquet(tmp_path / "run" / "head_sets.parquet")
+    for step, g in hs.groupby("step"):
+        ind = HeadSet.parse(g.loc[g.role == "induction", "head_set"].iloc[0])
+        rnd = g[g.role == "random"]
+        assert sorted(rnd["k"]) == [1, 1, 2, 2] and rnd["control_index"].is_unique
+        for h in rnd.loc[rnd.k == 2, "head_set"]:
+            assert HeadSet.parse(h).layer_histogram() == ind.layer_histogram()
+    # every tested set has R = 2 ablated random sets of its own size in the results the stats read
+    res = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    res = res[res["condition"].isin(["target", "induction", "random"]) & (res["task"] != "lr_docs")]
+    res = res.assign(k=res["head_set"].map(lambda x: len(HeadSet.parse(x))))
+    for (step, cond), g in res[res.condition != "random"].groupby(["step", "condition"]):
+        k = g["k"].iloc[0]
+        r = res[(res.step == step) & (res.condition == "random") & (res.k == k)]
+        assert r["control_index"].nunique() == 2, (step, cond, k)
