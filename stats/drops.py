@@ -62,6 +62,16 @@ reported in :attr:`DropTables.normalisers` with its reason:
    ``near_threshold``. Because G >= min_gap > 0, ``|drop| <= range / min_gap``: a near-zero gap
    can never amplify a drop.
 
+Capped drops
+------------
+A task's mean drop is at most 1: an ability can be lost fully, not more. Where ablation takes the
+model *below* its floor (PD under chance once the model stops producing labels at all; FC under its
+no-label prompt), the raw mean would exceed 1 and a head that only carries the label format would
+show a larger PD drop than FC drop. So where a set's mean drop on a task exceeds 1, its item drops
+are divided by that mean (the task mean becomes 1; the items keep their relative sizes, so the
+bootstrap and the mixed model see the same capped values). Found by the known-answer check's
+format twin (``tests/integration/test_known_answer.py``).
+
 Specific drop = drop under the tested head set - mean drop over the R matched random sets that have
 data for that task (matched by step, operator, task and head-set size k; ``R`` counts only those).
 """
@@ -398,6 +408,12 @@ def normalised_drops(results: pd.DataFrame, cols: Columns = Columns(),
         ex = nmi["excluded"].reindex(key).fillna(True).to_numpy(bool)
         items[f"gap_{a}"] = gap
         items[f"drop_{a}"] = np.where(ex, np.nan, (items[f"clean_{a}"] - items[f"ablated_{a}"]) / np.where(ex, 1, gap))
+        # an ability can be lost fully, not more: where a set's mean drop on a task exceeds 1 (the
+        # ablated model fell below the floor, e.g. PD under chance once no label is produced), its
+        # item drops are scaled so that the task's mean drop is 1 (module docstring, "Capped drops")
+        grp = items.groupby(["step", "operator", "condition", "control_index", "head_set", "task"], dropna=False)
+        m = grp[f"drop_{a}"].transform("mean").to_numpy(float)
+        items[f"drop_{a}"] = np.where(np.isfinite(m) & (m > 1), items[f"drop_{a}"] / np.where(m > 1, m, 1), items[f"drop_{a}"])
     keep = ["step", "tokens_seen", "operator", "condition", "control_index", "head_set", "k", "task", "family",
             "shots", "item", "query"] + [f"{w}_{a}" for a in ABILITIES for w in ("clean", "ablated", "gap", "drop")]
     items = items[keep].reset_index(drop=True)

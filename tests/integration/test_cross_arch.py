@@ -53,7 +53,8 @@ def test_cross_arch_spec_runs_on_trained_family(tmp_path_factory, tmp_path, fami
     assert sorted(res["step"].unique()) == steps
     for step, g in res.groupby("step"):
         assert {"clean", "target", "random", "induction"} <= set(g["condition"]), step
-        assert set(g.loc[g["condition"] == "random", "control_index"]) == {0, 1}, step
+        # R = 2 random sets per tested-set size: the 1-head target's, and the k = 2 induction set's own
+        assert set(g.loc[g["condition"] == "random", "control_index"]) == {0, 1, 2, 3}, step
     assert set(res["operator"]) == {"none", "mean", "zero"}
     assert set(res["task"]) == {*spec.icl.tasks, "lr_docs"}  # lr_docs: the loss-reduction rows
     icl = res[res["task"] != "lr_docs"]
@@ -65,10 +66,14 @@ def test_cross_arch_spec_runs_on_trained_family(tmp_path_factory, tmp_path, fami
         assert roles[("target", -1)] == TARGET
         for s in g["head_set"]:
             HeadSet.parse(s).validate(a.n_layers, a.n_heads)  # valid heads of this family's model
-        for s in g.loc[g["role"] == "random", "head_set"]:
+        ind = HeadSet.parse(roles[("induction", -1)])
+        assert len(ind) == 2
+        for ci, s in g.loc[g["role"] == "random", ["control_index", "head_set"]].itertuples(index=False):
             r = HeadSet.parse(s)
-            assert len(r) == 1 and not set(r) & set(HeadSet.parse(TARGET)) and r.layers() == (1,)
-        assert len(HeadSet.parse(roles[("induction", -1)])) == 2
+            if ci < 2:  # matched to the 1-head target
+                assert len(r) == 1 and not set(r) & set(HeadSet.parse(TARGET)) and r.layers() == (1,)
+            else:  # matched to the induction set's size and layers
+                assert len(r) == 2 and r.layer_histogram() == ind.layer_histogram()
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -134,3 +134,31 @@ def test_presence_sign_flip_for_item_level_floors():
     p = presence_tests(d).set_index("ability")
     from stats.contrasts import sign_flip_test
     assert p.loc["lr", "p_present"] == pytest.approx(sign_flip_test(d["lr"].to_numpy()).pvalue)
+
+
+def test_a_task_mean_drop_is_capped_at_one():
+    """A head that only carries the format: ablated, FC goes 1 -> 0 (drop 1) and PD 1 -> 0 falls
+    below chance .25 (raw drop 1/.75 = 1.33). Capped, PD's drop is 1, not more than FC's."""
+    from stats.simulate import simulate_results
+    from stats.drops import normalised_drops, unit_table
+
+    df = simulate_results(n_steps=1, n_tasks=4, n_items=8, n_random=2, drops={"lr": 0.0, "fc": 0.0, "pd": 0.0}, seed=1)
+    tgt = df["condition"] == "target"
+    icl = df["task"] != "lr_docs"
+    df.loc[icl & (df["condition"] == "clean"), ["pd", "fc"]] = 1.0
+    df.loc[icl, "pd_floor"] = 0.25
+    df.loc[icl, "fc_floor"] = 0.0
+    df.loc[icl & (df["condition"].isin(["random"])), ["pd", "fc"]] = 1.0
+    df.loc[icl & tgt, ["pd", "fc"]] = 0.0
+    dt = normalised_drops(df, presence_alpha=None)
+    u = unit_table(dt.raw, dt.normalisers)
+    u = u[u["condition"] == "target"]
+    assert len(u) and (u["pd"] - 1).abs().max() < 1e-12 and (u["fc"] - 1).abs().max() < 1e-12
+    it = dt.items[dt.items["condition"] == "target"]
+    assert (it.groupby("task")["drop_pd"].mean() - 1).abs().max() < 1e-12
+    # an uncapped drop below 1 is untouched
+    df.loc[icl & tgt & (df["item"] % 2 == 0), ["pd", "fc"]] = 1.0
+    dt = normalised_drops(df, presence_alpha=None)
+    u = unit_table(dt.raw, dt.normalisers)
+    u = u[u["condition"] == "target"]
+    assert (u["fc"] - 0.5).abs().max() < 0.2 and (u["pd"] < 1).all()
