@@ -20,7 +20,7 @@ sentences :data:`SCAN_SENTENCES`. The mechanism (docs/science.md §8):
   line has the query's (first, second) categories, and its OV copies the attended label
   (label code -> that label's unembedding row). This is pattern discovery: the category -> label
   mapping is read from the demonstrations only. The same head's key also reads the scan-noun
-  feature (so on a scan sentence ending ``... the old house`` it attends to the noun) and its OV
+  feature on both sides (so on a scan sentence ending ``... the old house`` the noun attends to itself) and its OV
   maps a noun class to its adjective (house -> old, tower -> tall): a relation index near 1 for
   ``mod`` (noun <- amod), fake-tail baseline near 0.
 * **L1H1, the format head (FC).** Attends uniformly to every label token of the context and
@@ -96,6 +96,7 @@ POS = TOK_BAL + 2            # 49 .. 72: cos/sin planes
 POS_BAL = POS + 2 * len(FREQS)  # 73, 74
 SLOT = POS_BAL + 2           # 75 + 12 * k: slot A[k+1] of offset head k
 SLOT_BAL = SLOT + 4 * N_CAT  # 123
+DEFAULT = SLOT_BAL + 1       # 124: constant in every position code, read by the "." row of the unembedding
 N_TOK, N_P = 4.0, 4.0        # norms of the token and position parts
 #: squared size of one position plane: the planes' sum can reach sqrt(2) F c, which the two balance
 #: dims can cancel only while F c^2 <= N_P^2 / (F + 1)
@@ -109,6 +110,7 @@ MATCH = 8.0                  # PD head: attention logit per matched category
 LABEL_GATE = 16.0            # PD head: attention logit of any label token (2 x MATCH)
 NOUN_GATE = 16.0             # relation part: attention logit of a scan noun
 FC_GATE = 10.0               # FC head: attention logit of any label token
+DEFAULT_SIZE = 0.5           # with no label in context the greedy answer is "." (not a label, not a tie)
 
 
 def known_answer_tokenizer():
@@ -122,9 +124,10 @@ def known_answer_tokenizer():
     return tiny_tokenizer(tuple(dict.fromkeys(words)))
 
 
-def _balanced(feat: torch.Tensor, norm: float) -> tuple[float, float]:
-    """Two balance values (a, b) so that feat + (a, b) has zero sum and squared norm ``norm**2``."""
-    s, r = -float(feat.sum()), norm ** 2 - float(feat.pow(2).sum())
+def _balanced(feat: torch.Tensor, norm: float, extra_sum: float = 0.0) -> tuple[float, float]:
+    """Two balance values (a, b) so that feat + (a, b) has squared norm ``norm**2`` and, with
+    ``extra_sum`` more elsewhere, zero sum."""
+    s, r = -float(feat.sum()) - extra_sum, norm ** 2 - float(feat.pow(2).sum())
     disc = r / 2 - s * s / 4
     if disc < 0:
         raise ValueError("known_answer: feature too large for its norm")
@@ -160,7 +163,8 @@ def _positions() -> torch.Tensor:
         for f, w in enumerate(FREQS):
             ang = 2 * math.pi * w * i / N_POS
             P[i, POS + 2 * f], P[i, POS + 2 * f + 1] = c * math.cos(ang), c * math.sin(ang)
-        a, b = _balanced(P[i, POS:POS_BAL], N_P)
+        P[i, DEFAULT] = DEFAULT_SIZE
+        a, b = _balanced(P[i, POS:POS_BAL], math.sqrt(N_P ** 2 - DEFAULT_SIZE ** 2), extra_sum=DEFAULT_SIZE)
         P[i, POS_BAL], P[i, POS_BAL + 1] = a, b
     return P
 
@@ -241,12 +245,15 @@ def known_answer_model(variant: str = "positive", *, noise: float = 0.0, seed: i
         W[ISLAB, D + h1 * DH] = FC_GATE * sq / (gate_q * ln1)
         for i in range(len(LABELS)):
             W[LAB + i, 2 * D + h1 * DH + i] = 1.0
-            O[h1 * DH + i, LAB + i] = 0.5
+            O[h1 * DH + i, LAB + i] = 1.5
         # relation part: on L1H0 (positive) or on the inert L1H2 (negative twin)
+        # (query and key both read the noun feature: only a noun attends to a noun, so on natural
+        # text the part is silent except at scan nouns, and a mean ablation's mean stays ~0)
         hr = 0 if variant == "positive" else 2
-        gr = hr * DH + (2 * N_CAT if hr == 0 else 0)
-        bq[gr] = gate_q
-        W[NOUN, D + gr] = W[NOUN + 1, D + gr] = NOUN_GATE * sq / (gate_q * LN0)
+        gr = hr * DH + (2 * N_CAT + 1 if hr == 0 else 0)
+        w = math.sqrt(NOUN_GATE * sq) / LN0
+        for j in range(2):
+            W[NOUN + j, gr] = W[NOUN + j, D + gr] = w
         for j in range(2):
             W[NOUN + j, 2 * D + hr * DH + 30 + j] = 1.0
             O[hr * DH + 30 + j, ADJ + j] = 1.0
@@ -260,6 +267,7 @@ def known_answer_model(variant: str = "positive", *, noise: float = 0.0, seed: i
             U[vocab[lab], LAB + i] = 6.0
         for j, adj in enumerate(ADJECTIVES):
             U[vocab[adj], ADJ + j] = 12.0
+        U[vocab["."], DEFAULT] = 3.0
         m.lm_head.weight.copy_(U)
         if noise:
             gen = torch.Generator().manual_seed(seed)
@@ -297,7 +305,7 @@ def write_series(out: str | Path, variant: str = "positive", steps: tuple[int, .
     return out
 
 
-def spec_dict(series: str | Path, *, random_sets: int = 19, items: int = 8, shots: tuple[int, ...] = (4, 8),
+def spec_dict(series: str | Path, *, random_sets: int = 19, items: int = 8, shots: tuple[int, ...] = (8, 12),
               rule: str = "topk") -> dict:
     """The ``ablate run`` spec of the known-answer check (k = 1 SIH by the spec's rule, mean ablation,
     ``random_sets`` matched random sets, the :data:`TASKS`)."""
