@@ -51,7 +51,8 @@ import torch
 from ablate.icl.tasks import DIGITS, LETTERS
 
 __all__ = ["TASKS", "SCAN_SENTENCES", "SCAN_NOUNS", "PD_HEAD", "FC_HEAD", "DECOY_HEAD", "LABELS",
-           "known_answer_tokenizer", "known_answer_model", "known_answer_handle", "write_series", "spec_dict"]
+           "known_answer_tokenizer", "known_answer_model", "known_answer_handle", "write_series", "spec_dict",
+           "spec_toml"]
 
 #: the ICL tasks the construction solves by (first, second)-category matching (7 tasks, so the
 #: exact sign-flip over tasks can reach p = 1/128; Holm over 3 checkpoints then 3/128 < .05)
@@ -97,6 +98,7 @@ POS_BAL = POS + 2 * len(FREQS)  # 73, 74
 SLOT = POS_BAL + 2           # 75 + 12 * k: slot A[k+1] of offset head k
 SLOT_BAL = SLOT + 4 * N_CAT  # 123
 DEFAULT = SLOT_BAL + 1       # 124: constant in every position code, read by the "." row of the unembedding
+COLON = DEFAULT + 1          # 125: token feature of ":" (the PD head's sink)
 N_TOK, N_P = 4.0, 4.0        # norms of the token and position parts
 #: squared size of one position plane: the planes' sum can reach sqrt(2) F c, which the two balance
 #: dims can cancel only while F c^2 <= N_P^2 / (F + 1)
@@ -105,9 +107,11 @@ LN0 = math.sqrt(D) / math.hypot(N_TOK, N_P)  # layer-0 LayerNorm scale (exact: c
 
 # ---- strengths (logit units are checked by the tests, not assumed) ----------------------------
 OFFSET_SHARPNESS = 3.0       # attention logit per unit of sum_f cos: gap 3 * 8.86 = 27 nats
+CATEGORY_PENALTY = 5.0       # offset heads: a category word costs 5 units (the gap left: 3.86 units)
 SLOT_GAIN = 1.0              # size of a copied category code in its slot (pre layer-1 LN)
-MATCH = 8.0                  # PD head: attention logit per matched category
-LABEL_GATE = 16.0            # PD head: attention logit of any label token (2 x MATCH)
+MATCH = 12.0                 # PD head: attention logit per matched category
+LABEL_GATE = 2 * MATCH       # PD head: attention logit of any label token
+SINK_GATE = LABEL_GATE + 1.5 * MATCH  # PD head: a ":" lies 6 nats below a full match, 6 above a half one
 NOUN_GATE = 16.0             # relation part: attention logit of a scan noun
 FC_GATE = 10.0               # FC head: attention logit of any label token
 DEFAULT_SIZE = 0.5           # with no label in context the greedy answer is "." (not a label, not a tie)
@@ -150,7 +154,9 @@ def _embeddings(tok) -> torch.Tensor:
             f[ISLAB] = 1.0
         if w in SCAN_NOUNS:
             f[NOUN + SCAN_NOUNS[w]] = 1.0
-        a, b = _balanced(f[:TOK_BAL], N_TOK)
+        if w == ":":
+            f[COLON] = 1.0
+        a, b = _balanced(f, N_TOK)
         f[TOK_BAL], f[TOK_BAL + 1] = a, b
         E[i] = f
     return E
@@ -200,7 +206,7 @@ def known_answer_model(variant: str = "positive", *, noise: float = 0.0, seed: i
         sq = math.sqrt(DH)
         # ---- layer 0: offset heads ----------------------------------------------------------
         a0 = m.transformer.h[0].attn
-        W, O = torch.zeros(D, 3 * D, dtype=dd), torch.zeros(D, D, dtype=dd)
+        W, O, b0 = torch.zeros(D, 3 * D, dtype=dd), torch.zeros(D, D, dtype=dd), torch.zeros(3 * D, dtype=dd)
         c2 = PLANE_SQ
         beta = math.sqrt(OFFSET_SHARPNESS * sq / (LN0 ** 2 * c2))
         for k in range(4):
@@ -212,11 +218,16 @@ def known_answer_model(variant: str = "positive", *, noise: float = 0.0, seed: i
                 W[x, q0 + 2 * f], W[y, q0 + 2 * f] = beta * math.cos(b), beta * math.sin(b)
                 W[x, q0 + 2 * f + 1], W[y, q0 + 2 * f + 1] = -beta * math.sin(b), beta * math.cos(b)
                 W[x, k0 + 2 * f], W[y, k0 + 2 * f + 1] = beta, beta
+            # a category word is 5 units less attractive: where no token k+1 back exists (the
+            # prompt's first line), the head lands on punctuation and copies nothing
+            b0[q0 + 2 * len(FREQS)] = 1.0
             for c in range(N_CAT):
+                W[CAT + c, k0 + 2 * len(FREQS)] = -CATEGORY_PENALTY * OFFSET_SHARPNESS * sq / LN0
                 W[CAT + c, v0 + c] = SLOT_GAIN / LN0
                 O[k * DH + c, SLOT + k * N_CAT + c] = 1.0
                 O[k * DH + c, SLOT_BAL] = -1.0
         a0.c_attn.weight.copy_(W)
+        a0.c_attn.bias.copy_(b0)
         a0.c_proj.weight.copy_(O)
         # ---- layer 1 ---------------------------------------------------------------------------
         # LayerNorm scale at the positions that matter (token + position + two filled slots)
@@ -236,6 +247,7 @@ def known_answer_model(variant: str = "positive", *, noise: float = 0.0, seed: i
         g = h0 * DH + 2 * N_CAT  # the gate dim of the head
         bq[g] = gate_q
         W[ISLAB, D + g] = LABEL_GATE * sq / (gate_q * ln1)
+        W[COLON, D + g] = SINK_GATE * sq / (gate_q * ln1)  # no full match: the colons take the attention
         for i in range(len(LABELS)):
             W[LAB + i, 2 * D + h0 * DH + i] = 1.0
             O[h0 * DH + i, LAB + i] = 1.0
@@ -305,7 +317,7 @@ def write_series(out: str | Path, variant: str = "positive", steps: tuple[int, .
     return out
 
 
-def spec_dict(series: str | Path, *, random_sets: int = 19, items: int = 8, shots: tuple[int, ...] = (8, 12),
+def spec_dict(series: str | Path, *, random_sets: int = 19, items: int = 12, shots: tuple[int, ...] = (8,),
               rule: str = "topk") -> dict:
     """The ``ablate run`` spec of the known-answer check (k = 1 SIH by the spec's rule, mean ablation,
     ``random_sets`` matched random sets, the :data:`TASKS`)."""
@@ -314,7 +326,7 @@ def spec_dict(series: str | Path, *, random_sets: int = 19, items: int = 8, shot
         "name": "known_answer", "seed": 0,
         "series": {"path": str(series), "steps": "all"},
         "scores": {"sentences": str(series / "scan_sentences.txt"), "relations": ["mod"],
-                   "directions": ["forward"], "tau": 0.0, "nulls": ["baseline"], "copying": False,
+                   "directions": ["forward"], "tau": 2.0, "nulls": ["baseline"], "copying": False,
                    "prefix_matching": False},
         "heads": {"select": "sih", "rule": rule, "k": 1, "min_events": 10, "induction": False,
                   "alpha": 0.05, "min_effect": 0.1},
@@ -323,3 +335,20 @@ def spec_dict(series: str | Path, *, random_sets: int = 19, items: int = 8, shot
         "icl": {"tasks": list(TASKS), "shots": list(shots), "items": items, "lr_documents": 2,
                 "controls": ["clean", "nolabel"]},
     }
+
+
+def spec_toml(series: str | Path, path: str | Path, **kw) -> Path:
+    """Write :func:`spec_dict` as a spec file for ``ablate run`` (flat sections of scalars and lists)."""
+    import json
+
+    def val(v):
+        return json.dumps(v) if not isinstance(v, bool) else ("true" if v else "false")
+
+    d = spec_dict(series, **kw)
+    lines = [f"{k} = {val(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    for sec, body in d.items():
+        if isinstance(body, dict):
+            lines += ["", f"[{sec}]"] + [f"{k} = {val(v)}" for k, v in body.items()]
+    path = Path(path)
+    path.write_text("\n".join(lines) + "\n")
+    return path
