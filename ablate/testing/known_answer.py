@@ -318,13 +318,13 @@ def write_series(out: str | Path, variant: str = "positive", steps: tuple[int, .
 
 
 def spec_dict(series: str | Path, *, random_sets: int = 19, items: int = 12, shots: tuple[int, ...] = (8,),
-              rule: str = "topk") -> dict:
+              rule: str = "topk", steps: str | list[int] = "all") -> dict:
     """The ``ablate run`` spec of the known-answer check (k = 1 SIH by the spec's rule, mean ablation,
     ``random_sets`` matched random sets, the :data:`TASKS`)."""
     series = Path(series)
     return {
         "name": "known_answer", "seed": 0,
-        "series": {"path": str(series), "steps": "all"},
+        "series": {"path": str(series), "steps": steps},
         "scores": {"sentences": str(series / "scan_sentences.txt"), "relations": ["mod"],
                    "directions": ["forward"], "tau": 2.0, "nulls": ["baseline"], "copying": False,
                    "prefix_matching": False},

@@ -143,10 +143,10 @@ def test_pd_head_carries_pd_and_fc_head_carries_format(models, tok, variant):
 
 # ---- the whole pipeline through the CLI -------------------------------------------------------
 
-def _pipeline(tmp_path_factory, variant: str):
+def _pipeline(tmp_path_factory, variant: str, **spec):
     root = tmp_path_factory.mktemp(f"known_{variant}")
     series = ka.write_series(root / "series", variant, steps=STEPS)
-    spec = ka.spec_toml(series, root / "spec.toml")
+    spec = ka.spec_toml(series, root / "spec.toml", **spec)
     run = root / "run"
     cli = CliRunner()
     r = cli.invoke(ablate, ["run", str(spec), "--out", str(run), "--no-progress"], catch_exceptions=False)
@@ -204,3 +204,13 @@ def test_negative_twin_selects_the_decoy_and_does_not_reject(negative):
         assert row["n_tasks"] == len(ka.TASKS) and row["R"] == 19, step
         assert abs(row["d_pd"]) < 0.05 and abs(row["d_fc"]) < 0.05, step  # ablating the decoy changes nothing
         assert row["p_iut"] >= 0.05 and row["p_holm"] >= 0.05, step
+
+
+@pytest.mark.parametrize("variant, planted, rejects", [("positive", "L1H0", True), ("negative", "L1H2", False)])
+def test_fdr_rule_gives_the_same_answer(tmp_path_factory, variant, planted, rejects):
+    """The other selection rule (Wilcoxon of RI above its fake tail, BH over heads), final checkpoint."""
+    run, sig = _pipeline(tmp_path_factory, variant, rule="fdr", steps="final")
+    assert _selected(run) == {STEPS[-1]: planted}
+    row = sig.loc[STEPS[-1]]
+    assert row["n_tasks"] == len(ka.TASKS) and row["R"] == 19
+    assert bool(row["p_iut"] < 0.05) is rejects and bool(row["p_holm"] < 0.05) is rejects
