@@ -13,13 +13,15 @@ sentences :data:`SCAN_SENTENCES`. The mechanism (docs/science.md §8):
   constant rescaling.
 * **Layer 0: four offset heads** ``L0Hk`` (k = 0..3) attend to the token ``k+1`` positions back
   (query = the position code rotated by ``(k+1) w_f``) and copy its category code into their own
-  residual slot ``A[k+1]``. So at a label token (``w1 , w2 : L``) ``A2 = cat(w2)`` and
+  residual slot ``A[k+1]`` (a category word costs 5 units, so where no token k+1 back exists, in
+  the first line, the head lands on punctuation and copies nothing). So at a label token (``w1 , w2 : L``) ``A2 = cat(w2)`` and
   ``A4 = cat(w1)``; at a query colon ``A1 = cat(w2)`` and ``A3 = cat(w1)``.
 * **L1H0, the planted semantic induction head (PD).** Query ``(A1, A3)``, key ``(A2, A4)`` plus a
   gate on ``is-label``: from the query's colon it attends to the demonstration labels whose
   line has the query's (first, second) categories, and its OV copies the attended label
   (label code -> that label's unembedding row). This is pattern discovery: the category -> label
-  mapping is read from the demonstrations only. The same head's key also reads the scan-noun
+  mapping is read from the demonstrations only. The colons are its sink (6 nats below a full
+  match, 6 above a half match): with no matching line it answers nothing. The same head's key also reads the scan-noun
   feature on both sides (so on a scan sentence ending ``... the old house`` the noun attends to itself) and its OV
   maps a noun class to its adjective (house -> old, tower -> tall): a relation index near 1 for
   ``mod`` (noun <- amod), fake-tail baseline near 0.
@@ -32,8 +34,8 @@ noun -> adjective OV) sits on the inert L1H2 instead of L1H0. RI selection then 
 ablation changes nothing, while PD is still carried by L1H0 (no relation index).
 
 Known answers (checked directly by ``tests/integration/test_known_answer.py``): clean PD = 1 and
-FC = 1 on the :data:`TASKS` at shots 4 and 8; ablating the PD head leaves FC = 1 and drops PD to
-chance; ablating the FC head leaves PD and FC at 1; the positive model's scan selects L1H0, the
+FC = 1 on the :data:`TASKS` at 8 and 12 shots; zeroing the PD head leaves FC = 1 and drops PD to
+chance; zeroing the FC head leaves PD and FC at 1; the positive model's scan selects L1H0, the
 twin's L1H2.
 
 :func:`write_series` saves checkpoints (the same circuit plus small seeded weight noise per step)
