@@ -154,6 +154,7 @@ def _pipeline(tmp_path_factory, variant: str, **spec):
     r = cli.invoke(ablate, ["stats", str(run), "--n-boot", "200", "--no-mixed-model"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     sig = pd.read_csv(run / "tables" / "significance_tidy.csv")
+    run.joinpath("stats_output.txt").write_text(r.output)
     return run, sig[(sig["condition"] == "target") & (sig["operator"] == "mean")].set_index("step")
 
 
@@ -191,6 +192,9 @@ def test_pipeline_selects_the_planted_head_and_rejects(positive):
         # the smallest p the exact sign-flip over 7 tasks can give is 2^-7; Holm over 3 checkpoints 3 * 2^-7
         assert row["p_iut"] < 0.05 and row["p_holm"] < 0.05, step
         assert row["p_random"] <= 1 / 20, step  # no random set's statistic reaches the planted head's
+    # what `ablate stats` tells the user
+    assert "more than both loss reduction and format compliance at 3 of 3 pre-registered" in \
+        (run / "stats_output.txt").read_text()
 
 
 def test_negative_twin_selects_the_decoy_and_does_not_reject(negative):
@@ -204,6 +208,7 @@ def test_negative_twin_selects_the_decoy_and_does_not_reject(negative):
         assert row["n_tasks"] == len(ka.TASKS) and row["R"] == 19, step
         assert abs(row["d_pd"]) < 0.05 and abs(row["d_fc"]) < 0.05, step  # ablating the decoy changes nothing
         assert row["p_iut"] >= 0.05 and row["p_holm"] >= 0.05, step
+    assert "at 0 of 3 pre-registered" in (run / "stats_output.txt").read_text()
 
 
 @pytest.mark.parametrize("variant, planted, rejects", [("positive", "L1H0", True), ("negative", "L1H2", False)])
