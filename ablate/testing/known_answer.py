@@ -14,17 +14,19 @@ sentences :data:`SCAN_SENTENCES`. The mechanism (docs/science.md §8):
 * **Layer 0: four offset heads** ``L0Hk`` (k = 0..3) attend to the token ``k+1`` positions back
   (query = the position code rotated by ``(k+1) w_f``) and copy its category code into their own
   residual slot ``A[k+1]`` (a category word costs 5 units, so where no token k+1 back exists, in
-  the first line, the head lands on punctuation and copies nothing). So at a label token (``w1 , w2 : L``) ``A2 = cat(w2)`` and
-  ``A4 = cat(w1)``; at a query colon ``A1 = cat(w2)`` and ``A3 = cat(w1)``.
+  the first line, the head lands on punctuation and copies nothing). So at a label token
+  (``w1 , w2 : L``) ``A2 = cat(w2)`` and ``A4 = cat(w1)``; at a query colon ``A1 = cat(w2)`` and
+  ``A3 = cat(w1)``.
 * **L1H0, the planted semantic induction head (PD).** Query ``(A1, A3)``, key ``(A2, A4)`` plus a
   gate on ``is-label``: from the query's colon it attends to the demonstration labels whose
   line has the query's (first, second) categories, and its OV copies the attended label
   (label code -> that label's unembedding row). This is pattern discovery: the category -> label
   mapping is read from the demonstrations only. The colons are its sink (6 nats below a full
-  match, 6 above a half match): with no matching line it answers nothing. The same head's key also reads the scan-noun
-  feature on both sides (so on a scan sentence ending ``... the old house`` the noun attends to itself) and its OV
-  maps a noun class to its adjective (house -> old, tower -> tall): a relation index near 1 for
-  ``mod`` (noun <- amod), fake-tail baseline near 0.
+  match, 6 above a half match): with no matching line it answers nothing. The same head's query
+  and key also read the scan-noun feature (so on a scan sentence ending ``... the old house`` the
+  noun attends to itself, and on natural text the part is silent) and its OV maps a noun class to
+  its adjective (house -> old, tower -> tall): a relation index near 1 for ``mod``
+  (noun <- amod), fake-tail baseline near 0.
 * **L1H1, the format head (FC).** Attends uniformly to every label token of the context and
   copies it: it raises the demonstrated labels without reading the mapping.
 * L1H2 and L1H3 are zero (inert).
