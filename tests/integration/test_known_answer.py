@@ -67,6 +67,15 @@ def _items(task: str, n: int = 8, shots: int = 12):
     return make_items(task, [shots], n, seed=3, controls=["clean"])
 
 
+def test_layernorm_is_a_constant_rescaling(models):
+    """The premise of the hand-set weights: every token and position row is zero-mean with one norm."""
+    m = models["positive"]
+    E, P = m.transformer.wte.weight.detach(), m.transformer.wpe.weight.detach()
+    for W, norm in ((E, ka.N_TOK), (P, ka.N_P)):
+        assert float(W.mean(1).abs().max()) < 1e-6 and float((W.norm(dim=1) - norm).abs().max()) < 1e-5
+    assert float((E @ P.T).abs().max()) == 0  # disjoint dims
+
+
 def test_offset_heads_and_pd_head_attend_where_built(models, tok):
     m = models["positive"]
     for task in ka.TASKS:
