@@ -35,6 +35,10 @@ sentences :data:`SCAN_SENTENCES`. The mechanism (docs/science.md §8):
 noun -> adjective OV) sits on the inert L1H2 instead of L1H0. RI selection then picks L1H2, whose
 ablation changes nothing, while PD is still carried by L1H0 (no relation index).
 
+**Format twin** (``variant="format"``): the relation part sits on the format head L1H1, and L1H0's
+output is scaled by 0.1, too weak to beat the default answer "." alone. Ablating the selected
+L1H1 removes every answer (FC 1 -> 0, PD 1 -> 0): a format head, which must not pass as a PD head.
+
 Known answers (checked directly by ``tests/integration/test_known_answer.py``): clean PD = 1 and
 FC = 1 on the :data:`TASKS` at 8 and 12 shots; zeroing the PD head leaves FC = 1 and drops PD to
 chance; zeroing the FC head leaves PD and FC at 1; the positive model's scan selects L1H0, the
@@ -54,7 +58,7 @@ import torch
 
 from ablate.icl.tasks import DIGITS, LETTERS
 
-__all__ = ["TASKS", "SCAN_SENTENCES", "SCAN_NOUNS", "PD_HEAD", "FC_HEAD", "DECOY_HEAD", "LABELS",
+__all__ = ["VARIANTS", "TASKS", "SCAN_SENTENCES", "SCAN_NOUNS", "PD_HEAD", "FC_HEAD", "DECOY_HEAD", "LABELS",
            "known_answer_tokenizer", "known_answer_model", "known_answer_handle", "write_series", "spec_dict",
            "spec_toml"]
 
@@ -86,6 +90,10 @@ SCAN_SENTENCES: tuple[str, ...] = (
     "near the harbour the sailors tied their ropes to the tall mast",
 )
 PD_HEAD, FC_HEAD, DECOY_HEAD = (1, 0), (1, 1), (1, 2)
+#: "positive": L1H0 has the RI and carries PD; "negative": the RI on the inert L1H2; "format": the RI
+#: on the format head L1H1, and L1H0's output too weak to answer alone (ablating L1H1 removes every
+#: answer: a format head, not a PD head)
+VARIANTS: tuple[str, ...] = ("positive", "negative", "format")
 
 # ---- residual layout ---------------------------------------------------------------------------
 D, H, DH, N_POS = 128, 4, 32, 128
@@ -190,8 +198,8 @@ def known_answer_model(variant: str = "positive", *, noise: float = 0.0, seed: i
     """
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    if variant not in ("positive", "negative"):
-        raise ValueError(f"known_answer_model: variant must be 'positive' or 'negative', got {variant!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"known_answer_model: variant must be one of {VARIANTS}, got {variant!r}")
     tok = known_answer_tokenizer()
     cfg = GPT2Config(vocab_size=len(tok), n_embd=D, n_layer=2, n_head=H, n_positions=N_POS, n_inner=4,
                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tok.bos_token_id,
@@ -252,9 +260,10 @@ def known_answer_model(variant: str = "positive", *, noise: float = 0.0, seed: i
         bq[g] = gate_q
         W[ISLAB, D + g] = LABEL_GATE * sq / (gate_q * ln1)
         W[COLON, D + g] = SINK_GATE * sq / (gate_q * ln1)  # no full match: the colons take the attention
+        pd_gain = 0.1 if variant == "format" else 1.0  # "format": PD alone cannot beat the default "."
         for i in range(len(LABELS)):
             W[LAB + i, 2 * D + h0 * DH + i] = 1.0
-            O[h0 * DH + i, LAB + i] = 1.0
+            O[h0 * DH + i, LAB + i] = pd_gain
         # FC head L1H1: attends to every label token, copies it
         h1 = 1
         bq[h1 * DH] = gate_q
@@ -265,8 +274,8 @@ def known_answer_model(variant: str = "positive", *, noise: float = 0.0, seed: i
         # relation part: on L1H0 (positive) or on the inert L1H2 (negative twin)
         # (query and key both read the noun feature: only a noun attends to a noun, so on natural
         # text the part is silent except at scan nouns, and a mean ablation's mean stays ~0)
-        hr = 0 if variant == "positive" else 2
-        gr = hr * DH + (2 * N_CAT + 1 if hr == 0 else 0)
+        hr = {"positive": 0, "negative": 2, "format": 1}[variant]
+        gr = hr * DH + {0: 2 * N_CAT + 1, 1: 1, 2: 0}[hr]
         w = math.sqrt(NOUN_GATE * sq) / LN0
         for j in range(2):
             W[NOUN + j, gr] = W[NOUN + j, D + gr] = w
