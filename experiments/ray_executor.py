@@ -195,6 +195,10 @@ class RayExecutor:
         self._gen[w] += 1
         self.pids[w] = None
 
+    def busy_workers(self) -> list[int]:
+        """Indices of the workers with cells in flight (during :meth:`execute`)."""
+        return [w for w, k in enumerate(getattr(self, "_load", [])) if k > 0]
+
     def worker_pids(self) -> list[int | None]:
         """Process ids of the workers (as they last reported them)."""
         return list(self.pids)
@@ -218,7 +222,7 @@ class RayExecutor:
         failed: set = set()
         owner: dict[int, int] = {}  # checkpoint step -> the worker that loads it
         inflight: dict = {}  # ObjectRef -> (worker, generation, key)
-        load = [0] * n
+        load = self._load = [0] * n
         tries: Counter = Counter()
 
         def dep_state(key) -> str:
