@@ -241,6 +241,10 @@ def load_remote_model(name: str, *, revision: str | None = None, timeout: float 
     weights here), every ``trace`` sent with ``remote=True``. ``remote="local"`` runs nnsight's local
     simulation of the remote path on a real local copy instead (for tests)."""
     p = Path(str(name)).expanduser()
+    if remote == "local":  # the same traces through nnsight's serialise / deserialise path, run here
+        handle = load_model(name, revision=revision)
+        handle.remote = "local"
+        return handle
     if remote is True:
         if p.exists() or str(name).endswith(".gguf"):
             raise NDIFError(f"--remote: {name} is a local model; NDIF runs hub models it serves (e.g. "
