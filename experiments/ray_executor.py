@@ -50,6 +50,22 @@ def require_ray():
     return ray
 
 
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """One TCP connect to the head's ``HOST:PORT`` (``ray.init`` itself retries an unreachable head
+    for minutes): an unreachable cluster is one message within ``timeout`` seconds."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise AblateError(f"--address {address!r}: give HOST:PORT of the Ray head (e.g. 10.0.0.5:6379), or 'auto'")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise AblateError(f"--address {address}: no Ray head answers there within {timeout:g} s ({e.strerror or e}); "
+                          "start it with `ray start --head --port PORT` on that machine, or drop --address to run "
+                          "on this machine") from None
+
+
 def ray_available() -> bool:
     import importlib.util
 
@@ -127,6 +143,8 @@ class RayExecutor:
         if ray.is_initialized():
             return
         kw = dict(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        if self.address and self.address != "auto":
+            check_address(self.address)
         try:
             if self.address:
                 ray.init(address=self.address, **kw)

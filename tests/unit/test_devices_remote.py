@@ -3,6 +3,7 @@ NDIF path: offline it fails at once; nnsight's local simulation of the remote pa
 numbers with every condition of a batch in one request."""
 
 import http.server
+import importlib.util
 import sys
 import threading
 import time
@@ -218,3 +219,31 @@ def test_run_remote_refuses_scored_specs(tiny_series, tmp_path):
     with pytest.raises(NDIFError, match="scores heads"):
         run_spec(spec_from_dict(d, "t.toml"), tmp_path / "run", progress=False, remote=True)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
+def test_unreachable_ray_head_is_one_message_at_once():
+    from ablate.model.errors import AblateError
+    from experiments.ray_executor import RayExecutor
+
+    t = time.perf_counter()
+    with pytest.raises(AblateError, match=r"--address 127\.0\.0\.1:\d+: no Ray head answers there"):
+        RayExecutor(address=f"127.0.0.1:{_closed_port()}").start()
+    with pytest.raises(AblateError, match="give HOST:PORT"):
+        RayExecutor(address="nohostport").start()
+    assert time.perf_counter() - t < 6  # ray.init alone retries such an address for minutes
+
+
+def test_run_remote_offline_is_one_message(ndif_host, tmp_path):
+    from experiments.cli import main
+
+    ndif_host(f"http://127.0.0.1:{_closed_port()}", key="k")
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "t"\n[series]\nmodel = "EleutherAI/pythia-160m"\nrevision = "step3000"\n[heads]\n'
+                    'select = "explicit"\nexplicit = ["L3H5"]\ninduction = false\n[icl]\n'
+                    'tasks = ["pd_category_letter"]\nshots = [0]\nitems = 2\nlr_documents = 2\n')
+    t = time.perf_counter()
+    r = CliRunner().invoke(main, ["run", str(spec), "--out", str(tmp_path / "run"), "--remote", "--no-progress"])
+    assert r.exit_code == 1, r.output
+    assert "unreachable" in r.output and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    assert time.perf_counter() - t < 10 and not (tmp_path / "run").exists()
