@@ -84,6 +84,9 @@ class CellWorker:
         torch.set_num_threads(max(1, threads))
         self.plan = plan
         self.loader = WeightLoader(plan, [])  # no read-ahead: the driver decides the next checkpoint
+        self._step: int | None = None
+        #: checkpoints switched to (each one a read of its weights into the skeleton)
+        self.loads = 0
 
     def pid(self) -> int:
         return os.getpid()
@@ -94,12 +97,16 @@ class CellWorker:
 
         key = CellKey.parse(key_text)
         try:
+            if key.step != self._step:
+                self.loads += 1
+                self._step = key.step
             handle = self.loader.handle(key.step)
             rows = run_cell(make_context(self.plan, key, handle, inputs), key)
         except Exception as e:  # the cell's own failure: recorded by the driver, not retried
             return {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),
                     "pid": os.getpid()}
-        return {"ok": True, "rows": rows, "forward_rows": int(rows.attrs.get("forward_rows", 0)), "pid": os.getpid()}
+        return {"ok": True, "rows": rows, "forward_rows": int(rows.attrs.get("forward_rows", 0)), "pid": os.getpid(),
+                "loads": self.loads}
 
 
 class RayExecutor:
@@ -129,6 +136,7 @@ class RayExecutor:
         self.num_gpus = 0
         self.actors: list = []
         self.pids: list[int | None] = []
+        self._loads: dict[tuple[int, int], int] = {}  # (worker, generation) -> checkpoints it loaded
         self._gen: list[int] = []
         self.retried = 0
         #: seconds from start() to the first worker ready (Ray start, actor start, imports)
@@ -217,6 +225,11 @@ class RayExecutor:
         """Indices of the workers with cells in flight (during :meth:`execute`)."""
         return [w for w, k in enumerate(getattr(self, "_load", [])) if k > 0]
 
+    def checkpoint_loads(self) -> int:
+        """Checkpoints read by all workers of the last :meth:`execute` (a worker reads each of its
+        checkpoints once; a replaced worker reads its checkpoint again)."""
+        return sum(self._loads.values())
+
     def worker_pids(self) -> list[int | None]:
         """Process ids of the workers (as they last reported them)."""
         return list(self.pids)
@@ -234,6 +247,7 @@ class RayExecutor:
         self.actors = [self._new_actor(plan) for _ in range(n)]
         self._gen = [0] * n
         self.pids = ray.get([a.pid.remote() for a in self.actors])  # workers up (imports done)
+        self._loads = {}
         self.startup_s = time.perf_counter() - self._t_start
         order = {k: i for i, k in enumerate(todo)}
         pending = list(todo)
@@ -311,6 +325,8 @@ class RayExecutor:
                 bar.write(f"cell {key}: its Ray worker died ({type(e).__name__}); re-sending it to a new worker")
                 continue
             self.pids[w] = res.get("pid", self.pids[w])
+            if "loads" in res:
+                self._loads[(w, gen)] = res["loads"]
             if res["ok"]:
                 runner.commit(key, res["rows"], res["forward_rows"], summary)
                 runner.cell_finished(key, bar)

@@ -149,6 +149,8 @@ def test_ray_run_equals_serial(cluster, tiny_series, serial, tmp_path):
     assert s.cells_done == N_CELLS and s.cells_failed == 0 and s.cells_retried == 0, s.failed
     # both workers computed cells (each reported its pid), and each is its own process
     assert len(set(ex.worker_pids())) == 2 and os.getpid() not in ex.worker_pids()
+    # cells of one checkpoint stay on one worker: each of the 2 checkpoints was read once
+    assert ex.checkpoint_loads() == 2
     _assert_same_tables(out, serial)
     # the driver alone wrote the folder: every cell file carries the serial fingerprint
     import pyarrow.parquet as pq
