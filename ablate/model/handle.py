@@ -68,8 +68,8 @@ class ModelHandle:
     def from_nnsight(cls, nn_model: Any, *, locator: str, remote: bool | str) -> "ModelHandle":
         """Wrap an nnsight model built from a hub name (weights on the meta device: NDIF holds them)."""
         self = cls.__new__(cls)
-        self.adapter = ArchAdapter(nn_model._model)
-        self.hf = nn_model._model
+        self.adapter = ArchAdapter(nn_model._module)  # the meta-device transformers module
+        self.hf = nn_model._module
         self.tokenizer = nn_model.tokenizer
         if self.tokenizer is not None and self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
@@ -94,6 +94,8 @@ class ModelHandle:
     # ---- convenience ---------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
+        if self.remote is True:  # weights on the meta device; the inputs travel to NDIF from here
+            return torch.device("cpu")
         return next(self.hf.parameters()).device
 
     @property
@@ -255,7 +257,7 @@ def load_remote_model(name: str, *, revision: str | None = None, timeout: float 
 
     kw = {"revision": revision} if revision else {}
     try:
-        nn_model = TransformersModel(str(name), **kw)
+        nn_model = TransformersModel(str(name), task="text-generation", **kw)
     except Exception as e:
         raise NDIFError(f"could not read the config and tokenizer of {name!r}"
                         + (f" at revision {revision!r}" if revision else "")

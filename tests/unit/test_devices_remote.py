@@ -247,3 +247,21 @@ def test_run_remote_offline_is_one_message(ndif_host, tmp_path):
     assert r.exit_code == 1, r.output
     assert "unreachable" in r.output and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
     assert time.perf_counter() - t < 10 and not (tmp_path / "run").exists()
+
+
+def test_remote_handle_holds_no_weights_and_sends_cpu_inputs(tiny_series):
+    """What ``load_model(NAME, remote=True)`` builds, from a local folder (no hub here): nnsight's
+    meta-device model (no weights loaded), the toolkit's adapter over it, CPU inputs for the request."""
+    from nnsight.modeling.transformers import TransformersModel
+    from transformers import AutoTokenizer
+
+    from ablate.model.handle import ModelHandle
+
+    nn_model = TransformersModel(str(tiny_series / "step_30"), task="text-generation",
+                                 tokenizer=AutoTokenizer.from_pretrained(tiny_series / "tokenizer"))
+    h = ModelHandle.from_nnsight(nn_model, locator="tiny@step_30", remote=True)
+    assert {p.device.type for p in h.hf.parameters()} == {"meta"}
+    assert (h.n_layers, h.n_heads) == (2, 2) and h.trace_kwargs() == {"remote": True}
+    assert h.encode(["the cat"])["input_ids"].device.type == "cpu"
+    with pytest.raises(NDIFError, match="plain forward pass"):
+        h.forward(h.encode(["the cat"]))
