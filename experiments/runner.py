@@ -103,15 +103,6 @@ class Plan:
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-    def numerics(self) -> str:
-        """The dtype the cells compute in (what the fingerprint records when it is not fp32)."""
-        from ablate.model.devices import resolve_dtype_name
-
-        if self.dtype in (None, "", "auto"):
-            return "auto"  # resolved per worker: fp32 on CPUs, bf16/fp16 on GPUs
-        return resolve_dtype_name(self.dtype, "cuda")
-
-
 @dataclass(frozen=True)
 class Checkpoints:
     steps: list[int]
