@@ -90,14 +90,15 @@ def cluster():
     address = f"127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
-        while True:
+        while True:  # the head's port answers first (ray.init itself would retry for minutes)
             try:
-                ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
-            except Exception:
-                if time.time() > deadline or head.poll() is not None:
-                    raise
-                time.sleep(1)
+            except OSError:
+                assert head.poll() is None, "`ray start --head` exited"
+                assert time.time() < deadline, "the Ray head did not come up within 60 s"
+                time.sleep(0.5)
+        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         assert ray.cluster_resources().get("CPU") == 2
         yield address
     finally:
@@ -113,6 +114,9 @@ def cluster():
             os.killpg(head.pid, signal.SIGKILL)  # anything left in the group this test created
         except ProcessLookupError:
             pass
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
