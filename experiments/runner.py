@@ -59,6 +59,21 @@ class Plan:
     series_root: str | None = None
     #: step -> content hash of the checkpoint's weights (verified against series.json)
     hashes: dict[int, str] = field(default_factory=dict)
+    #: where the cells run (:mod:`ablate.model.devices`): a torch device ("cuda" on a Ray worker is the
+    #: GPU Ray gave it) and the dtype name, resolved before the plan runs (fp32 on CPU, bf16 on GPU)
+    device: str = "cpu"
+    dtype: str = "float32"
+    #: run the traces on NDIF (a hub model; :func:`ablate.model.handle.load_remote_model`)
+    remote: bool | str = False
+
+    def load(self, step: int):
+        """The model of checkpoint ``step`` on this plan's device, in its dtype (or on NDIF)."""
+        from ablate.model.handle import load_model, load_remote_model
+
+        if self.remote:
+            return load_remote_model(self.locators[step], revision=self.spec.series.revision, remote=self.remote)
+        return load_model(self.locators[step], revision=self.spec.series.revision, device=self.device,
+                          dtype=self.dtype)
 
     @property
     def keys(self) -> list[str]:
@@ -81,6 +96,10 @@ class Plan:
         body = {"kind": key.kind, "seed": d["seed"], "sections": secs,
                 "source": {k: d["series"].get(k) for k in ("model", "revision")},
                 "checkpoints": {str(s): self.hashes.get(s) for s in self.input_steps(key)}}
+        if self.dtype != "float32":  # half-precision rows are other rows (fp32 keeps the old fingerprints)
+            body["dtype"] = self.dtype
+        if self.remote:  # computed on NDIF's copy of the hub model
+            body["remote"] = str(self.remote)
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -296,11 +315,14 @@ class RunSummary:
     #: carry many of them, so this counts work, not calls
     forward_rows: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    #: cells re-sent because the Ray worker running them died (--executor ray)
+    cells_retried: int = 0
 
     def line(self) -> str:
         rate = self.cells_done / (self.seconds / 60) if self.seconds > 0 else float("nan")
         fwd = self.forward_rows / self.seconds if self.seconds > 0 else float("nan")
-        return (f"cells: {self.cells_done} run, {self.cells_skipped} already done, {self.cells_failed} failed; "
+        retried = f" ({self.cells_retried} re-sent after a worker died)" if self.cells_retried else ""
+        return (f"cells: {self.cells_done} run{retried}, {self.cells_skipped} already done, {self.cells_failed} failed; "
                 f"rows written: {self.rows_written}; time {self.seconds:.1f} s ({rate:.1f} cells/min, "
                 f"{fwd:.1f} sequence forwards/s)")
 
@@ -330,10 +352,8 @@ class WeightLoader:
         if self._step == step:
             return self._handle
         if self._handle is None or self.plan.spec.series.model is not None:
-            from ablate.model.handle import load_model
-
             self._ahead.pop(step, None)
-            self._handle = load_model(self.plan.locators[step], revision=self.plan.spec.series.revision)
+            self._handle = self.plan.load(step)
         else:  # reuse the skeleton: load only the tensors of the next checkpoint
             from checkpoints.sweep import load_weights_into
 
@@ -359,14 +379,21 @@ class WeightLoader:
         self._pool.shutdown(wait=True)
 
 
+def make_context(plan: Plan, key: CellKey, handle, inputs: dict, *, progress: bool = False) -> CellContext:
+    """A cell's context from its model and the inputs of its dependencies (:meth:`Runner.inputs`)."""
+    return CellContext(plan.spec, key.step, plan.tokens_seen.get(key.step), handle, progress=progress, **inputs)
+
+
 class Runner:
     """Runs the missing cells of a plan into a store, one checkpoint after the other."""
 
     def __init__(self, plan: Plan, store: RunStore, *, folder_grid: list[CellKey] | None = None,
                  progress: bool = True, on_cell_done: Callable[[str], None] | None = None,
-                 preloaded: tuple[int, object] | None = None) -> None:
+                 preloaded: tuple[int, object] | None = None, executor=None) -> None:
         self.plan, self.store, self.progress = plan, store, progress
         self.preloaded = preloaded
+        #: None: the serial loop here; else an object with ``execute(runner, todo, summary, bar)``
+        self.executor = executor
         self.folder_grid = list(plan.grid) if folder_grid is None else folder_grid
         self.on_cell_done = on_cell_done
         self._rows: dict[CellKey, pd.DataFrame] = {}
@@ -381,6 +408,11 @@ class Runner:
 
     def context(self, key: CellKey, handle) -> CellContext:
         """The :class:`CellContext` of ``key``: the inputs its dependencies computed."""
+        return make_context(self.plan, key, handle, self.inputs(key), progress=self.progress)
+
+    def inputs(self, key: CellKey) -> dict:
+        """What ``key``'s context takes from the cells it depends on (``scores``, ``head_sets``,
+        ``final_targets``), read from the store; raises AblateError when one has not finished."""
         from experiments.heads import tested_sets
 
         spec = self.plan.spec
@@ -394,7 +426,7 @@ class Runner:
                 kw["final_targets"] = tuple(s.heads for s in tested_sets(self.rows(dep)) if s.role == "target")
             else:
                 kw["head_sets"] = tested_sets(self.rows(dep))
-        return CellContext(spec, key.step, self.plan.tokens_seen.get(key.step), handle, progress=self.progress, **kw)
+        return kw
 
     def run(self) -> RunSummary:
         from tqdm.auto import tqdm
@@ -406,39 +438,63 @@ class Runner:
             if self.store.is_done(str(k)):
                 self.store.discard_cell(str(k))
         summary.cells_skipped = len(self.plan.grid) - len(todo)
-        loader = WeightLoader(self.plan, [k.step for k in todo], self.preloaded)
-        self.preloaded = None
         bar = tqdm(total=len(self.plan.grid), initial=summary.cells_skipped, disable=not self.progress,
                    desc="cells", unit="cell", dynamic_ncols=True)
+        try:
+            if self.executor is None:
+                self._run_serial(todo, summary, bar)
+            else:  # e.g. experiments.ray_executor.RayExecutor: cells fan out, this process commits them
+                self.executor.execute(self, todo, summary, bar)
+        finally:
+            bar.close()
+        self.assemble()
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+    def _run_serial(self, todo: list[CellKey], summary: RunSummary, bar) -> None:
+        loader = WeightLoader(self.plan, [k.step for k in todo], self.preloaded)
+        self.preloaded = None
         try:
             for key in todo:
                 bar.set_postfix_str(str(key), refresh=True)
                 self._run_one(key, loader, summary, bar)
-                bar.update(1)
-                if self.on_cell_done:
-                    self.on_cell_done(str(key))
+                self.cell_finished(key, bar)
         finally:
-            bar.close()
             loader.close()
-        self.assemble()
-        summary.seconds = time.perf_counter() - t0
-        return summary
+
+    def cell_finished(self, key: CellKey, bar) -> None:
+        bar.update(1)
+        if self.on_cell_done:
+            self.on_cell_done(str(key))
 
     def _run_one(self, key: CellKey, loader: WeightLoader, summary: RunSummary, bar) -> None:
         try:
             ctx = self.context(key, loader.handle(key.step))
             rows = run_cell(ctx, key)
-            self.store.commit_cell(str(key), rows, inputs=self.plan.fingerprint(key))
-            summary.cells_done += 1
-            summary.rows_written += len(rows)
-            summary.forward_rows += int(rows.attrs.get("forward_rows", 0))
         except KeyboardInterrupt:
             raise
         except Exception as e:  # a failing cell records its error and the run goes on
-            self.store.record_error(str(key), e)
-            summary.cells_failed += 1
-            summary.failed[str(key)] = f"{type(e).__name__}: {e}"
-            bar.write(f"cell {key} failed: {type(e).__name__}: {e}")
+            self.fail(key, e, summary, bar)
+            return
+        self.commit(key, rows, int(rows.attrs.get("forward_rows", 0)), summary)
+
+    # ---- the one commit path (serial and Ray) ---------------------------------------------
+    def commit(self, key: CellKey, rows: pd.DataFrame, forward_rows: int, summary: RunSummary) -> None:
+        """Write a finished cell's rows atomically with its input fingerprint (this process only)."""
+        self.store.commit_cell(str(key), rows, inputs=self.plan.fingerprint(key))
+        self._rows.pop(key, None)
+        summary.cells_done += 1
+        summary.rows_written += len(rows)
+        summary.forward_rows += forward_rows
+
+    def fail(self, key: CellKey, error: BaseException | str, summary: RunSummary, bar,
+             traceback_text: str | None = None) -> None:
+        """Record a failed cell (``RUN/cells/<key>.error.json``); the run goes on."""
+        self.store.record_error(str(key), error, traceback_text=traceback_text)
+        msg = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        summary.cells_failed += 1
+        summary.failed[str(key)] = msg
+        bar.write(f"cell {key} failed: {msg}")
 
     # ---- tables --------------------------------------------------------------------------
     def _table(self, kind: str, name: str) -> pd.DataFrame:
@@ -484,7 +540,7 @@ def todo_cells(plan: Plan, store: RunStore | None) -> list[CellKey]:
     return [k for k in plan.grid if not store.is_current(str(k), plan.fingerprint(k))]
 
 
-def _validation_model(plan: Plan, out: Path, new: bool):
+def _validation_model(plan: Plan, out: Path, new: bool, here: bool = True):
     """The model of the first checkpoint that has work to do, checked against the spec
     (:func:`experiments.validate.check_model`); None when every cell is done."""
     from experiments.validate import check_model
@@ -494,10 +550,10 @@ def _validation_model(plan: Plan, out: Path, new: bool):
     if not todo:
         return None
     step = todo[0].step
-    from ablate.model.handle import load_model
+    from dataclasses import replace
 
-    try:
-        handle = load_model(plan.locators[step], revision=plan.spec.series.revision)
+    try:  # on a Ray driver the model is read on the CPU (the workers load it on their devices)
+        handle = (plan if here else replace(plan, device="cpu", dtype="float32")).load(step)
     except AblateError:
         raise
     except Exception as e:  # a damaged weight file, a file that is not a model
@@ -507,24 +563,60 @@ def _validation_model(plan: Plan, out: Path, new: bool):
     return step, handle
 
 
+def configure(plan: Plan, *, device: str = "cpu", dtype: str | None = None, remote: bool | str = False,
+              executor=None) -> Plan:
+    """The plan with its device and dtype resolved (:mod:`ablate.model.devices`): here for the serial
+    loop, from the cluster's resources for a Ray executor (``executor.resolve_device``)."""
+    from dataclasses import replace
+
+    from ablate.model.devices import resolve_device, resolve_dtype_name
+
+    if remote:
+        if plan.spec.needs_scores:
+            from ablate.model.handle import NDIFError
+
+            raise NDIFError(f"{plan.spec.source}: --remote runs interventions on NDIF, but this spec scores heads "
+                            "(scores / heads.select = \"sih\"), which reads attention patterns locally; set "
+                            "heads.select = \"explicit\" with the heads to test, or run without --remote")
+        return replace(plan, device="cpu", dtype="float32", remote=remote)
+    dev = executor.resolve_device(device) if executor is not None else resolve_device(device)
+    return replace(plan, device=dev, dtype=resolve_dtype_name(dtype, dev))
+
+
 def run_spec(spec: Spec, out: str | Path, *, new: bool = False, progress: bool = True,
-             on_cell_done: Callable[[str], None] | None = None) -> RunSummary:
+             on_cell_done: Callable[[str], None] | None = None, executor=None, device: str = "cpu",
+             dtype: str | None = None, remote: bool | str = False) -> RunSummary:
     """Validate ``spec`` (against the model too), lock the run folder ``out``, open (create, resume or
-    extend) it and run every missing cell; the lock is held until the tables are written."""
+    extend) it and run every missing cell; the lock is held until the tables are written.
+
+    ``executor``: None runs the cells here, one after the other; a
+    :class:`experiments.ray_executor.RayExecutor` fans them out to Ray workers while this process
+    (the driver) holds the lock and commits every cell. ``device`` / ``dtype``: see
+    :func:`configure`; ``remote``: run the traces on NDIF.
+    """
     out = Path(out)
     plan = make_plan(spec)  # all spec / series errors surface before anything is written
     check_folder(out, new=new)  # never write into (or move aside) a folder that is not a run folder
-    preloaded = _validation_model(plan, out, new)
-    with RunLock(out) as lock:
-        if lock.took_over:
-            import sys
+    try:
+        if executor is not None:
+            executor.start()  # Ray missing or its cluster unreachable: one message, nothing written
+        plan = configure(plan, device=device, dtype=dtype, remote=remote, executor=executor)
+        preloaded = _validation_model(plan, out, new, here=executor is None)
+        if executor is not None:
+            preloaded = None  # the workers load their own copies
+        with RunLock(out) as lock:
+            if lock.took_over:
+                import sys
 
-            print(f"note: took over the stale lock of {out} left by process {lock.took_over.get('pid')} "
-                  f"(started {lock.took_over.get('started')}), which is no longer running", file=sys.stderr)
-        store, folder_grid = open_store(plan, out, new=new, lock=lock)
-        if getattr(lock, "moved_to", None) is not None:
-            import sys
+                print(f"note: took over the stale lock of {out} left by process {lock.took_over.get('pid')} "
+                      f"(started {lock.took_over.get('started')}), which is no longer running", file=sys.stderr)
+            store, folder_grid = open_store(plan, out, new=new, lock=lock)
+            if getattr(lock, "moved_to", None) is not None:
+                import sys
 
-            print(f"note: the old run in {out} was moved to {lock.moved_to}", file=sys.stderr)
-        return Runner(plan, store, folder_grid=folder_grid, progress=progress, on_cell_done=on_cell_done,
-                      preloaded=preloaded).run()
+                print(f"note: the old run in {out} was moved to {lock.moved_to}", file=sys.stderr)
+            return Runner(plan, store, folder_grid=folder_grid, progress=progress, on_cell_done=on_cell_done,
+                          preloaded=preloaded, executor=executor).run()
+    finally:
+        if executor is not None:
+            executor.shutdown()

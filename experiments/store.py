@@ -334,9 +334,13 @@ class RunStore:
         if ep.exists():
             ep.unlink()
 
-    def record_error(self, key: str, exc: BaseException) -> None:
-        payload = {"cell": key, "error": f"{type(exc).__name__}: {exc}",
-                   "traceback": traceback.format_exc(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    def record_error(self, key: str, exc: BaseException | str, traceback_text: str | None = None) -> None:
+        """Record a failed cell; ``exc`` is the exception, or its ``"Type: message"`` line when it was
+        raised in another process (a Ray worker, which sends ``traceback_text`` with it)."""
+        error = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        payload = {"cell": key, "error": error,
+                   "traceback": traceback_text if traceback_text is not None else traceback.format_exc(),
+                   "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_bytes(self.error_path(key), json.dumps(payload, indent=2).encode())
 
     def read_cell(self, key: str) -> pd.DataFrame:

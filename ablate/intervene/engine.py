@@ -44,7 +44,7 @@ def capture_head_outputs(handle: ModelHandle, batch: Batch, layers: Iterable[int
     a = handle.adapter
     saved = {}
     with torch.inference_mode():
-        with handle.nn.trace(prepare_inputs(batch)):
+        with handle.nn.trace(prepare_inputs(batch), **handle.trace_kwargs()):
             for l in layers:
                 saved[l] = _envoy(handle, a.module_path("o_proj", l)).input.save()
     B, T = batch["input_ids"].shape
@@ -68,7 +68,7 @@ def capture_residual(handle: ModelHandle, batch: Batch, layers: Iterable[int]) -
     a = handle.adapter
     saved = {}
     with torch.inference_mode():
-        with handle.nn.trace(prepare_inputs(batch)):
+        with handle.nn.trace(prepare_inputs(batch), **handle.trace_kwargs()):
             for l in want:
                 saved[l] = _envoy(handle, a.module_path("block", l - 1)).output.save()
     out = {}
@@ -362,10 +362,13 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
     last = last_positions(batch["attention_mask"])
     ids = batch["input_ids"].repeat(K, 1)
     am = batch["attention_mask"].repeat(K, 1)
-    V = a.vocab_size
     if max_rows is None:
-        # ~64 MB of logits per pass: bigger chunks only add memory traffic on a CPU
-        max_rows = max(1, min(K * B, int(2**24 // max(1, T * V))))
+        if handle.remote:  # NDIF: every condition of the batch in one request
+            max_rows = K * B
+        else:  # the batching rule of ablate.model.devices (CPU: ~64 MB of logits per pass)
+            from ablate.model.devices import max_rows as rows_for
+
+            max_rows = rows_for(handle, T, K * B)
     outs = []
     for start in range(0, K * B, max_rows):
         rows = slice(start, min(K * B, start + max_rows))
@@ -373,7 +376,7 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
         n = rows.stop - rows.start
         todo = _chunk_writes(plan, B, rows)  # only the layers this chunk's conditions touch
         with torch.inference_mode():
-            with handle.nn.trace(chunk):
+            with handle.nn.trace(chunk, **handle.trace_kwargs()):
                 if prefix is not None and prefix.layer > 0:
                     h0 = prefix.hidden[torch.arange(rows.start, rows.stop) % B]
                     for i in range(prefix.layer):  # skipped: only block layer-1's output is read

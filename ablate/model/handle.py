@@ -7,6 +7,7 @@ a GGUF file::
     m = load_model("runs/series/step_1000")                 # local HF folder
     m = load_model("EleutherAI/pythia-160m", revision="step3000")  # hub (needs network)
     m = load_model("path/to/model.Q4_1.gguf")              # GGUF, dequantised by transformers
+    m = load_model("EleutherAI/pythia-6.9b", revision="step3000", remote=True)  # traces run on NDIF
 
 ``ModelHandle.from_hf(model, tokenizer)`` wraps an in-memory model (tests, trainers).
 Everything runs under ``torch.inference_mode`` unless asked otherwise.
@@ -23,7 +24,7 @@ from jaxtyping import Shaped
 from torch import Tensor
 
 from ablate.model.adapters import ArchAdapter
-from ablate.model.errors import ModelLoadError, NumericalError
+from ablate.model.errors import AblateError, ModelLoadError, NumericalError
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
            "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -59,6 +60,27 @@ class ModelHandle:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         self.nn = TransformersModel(model, task="text-generation", tokenizer=tokenizer)
         self.locator = locator
+        #: False: traces run here; True: on NDIF (nnsight ``trace(..., remote=True)``); "local":
+        #: nnsight's local simulation of the remote path (serialise, hide local modules, run here)
+        self.remote: bool | str = False
+
+    @classmethod
+    def from_nnsight(cls, nn_model: Any, *, locator: str, remote: bool | str) -> "ModelHandle":
+        """Wrap an nnsight model built from a hub name (weights on the meta device: NDIF holds them)."""
+        self = cls.__new__(cls)
+        self.adapter = ArchAdapter(nn_model._module)  # the meta-device transformers module
+        self.hf = nn_model._module
+        self.tokenizer = nn_model.tokenizer
+        if self.tokenizer is not None and self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self.nn = nn_model
+        self.locator = locator
+        self.remote = remote
+        return self
+
+    def trace_kwargs(self) -> dict:
+        """Keyword arguments of every ``handle.nn.trace`` call: ``remote=`` when the model is remote."""
+        return {"remote": self.remote} if self.remote else {}
 
     # ---- construction --------------------------------------------------------------------
     @classmethod
@@ -72,6 +94,8 @@ class ModelHandle:
     # ---- convenience ---------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
+        if self.remote is True:  # weights on the meta device; the inputs travel to NDIF from here
+            return torch.device("cpu")
         return next(self.hf.parameters()).device
 
     @property
@@ -101,6 +125,11 @@ class ModelHandle:
 
     def forward(self, batch: dict[str, torch.Tensor], *, output_attentions: bool = False) -> Any:
         """Plain HF forward (no intervention) under inference mode, with NaN checking."""
+        if self.remote is True:
+            raise NDIFError(
+                f"{self.locator}: this step reads attention patterns with a plain forward pass, which the toolkit "
+                "does not send to NDIF (head scores, relation index); on NDIF run the ablation with explicit heads "
+                "(heads.select = \"explicit\") or score the heads on a local copy first")
         with torch.inference_mode():
             out = self.hf(**prepare_inputs(batch), output_attentions=output_attentions)
         check_finite(out.logits, "logits of the clean forward pass")
@@ -177,13 +206,73 @@ def check_finite(t: Shaped[Tensor, "..."], what: str) -> None:
         )
 
 
+class NDIFError(AblateError):
+    """A remote (NDIF) run cannot start: no network, no API key, or a model NDIF does not serve."""
+
+
+#: how to give nnsight the NDIF API key (README "On NDIF")
+NDIF_KEY_HELP = ("get a key at https://login.ndif.us, then `export NDIF_API_KEY=...` or, once, "
+                 "`python -c \"from nnsight import CONFIG; CONFIG.set_default_api_key('...')\"`")
+
+
+def check_ndif(timeout: float = 5.0) -> str:
+    """Fail at once, with one message, when NDIF cannot be reached or no API key is set.
+
+    One HTTP GET of nnsight's configured host (``CONFIG.API.HOST``, env ``NDIF_HOST``) with a
+    ``timeout``-second connect and read limit, no retries; returns the host. nnsight's own websocket
+    has no connect timeout, so an unreachable host would otherwise hang the first trace.
+    """
+    import httpx
+    from nnsight import CONFIG
+
+    host = CONFIG.API.HOST
+    try:
+        httpx.get(host, timeout=httpx.Timeout(timeout), follow_redirects=False)
+    except httpx.HTTPError as e:
+        raise NDIFError(f"NDIF ({host}) is unreachable within {timeout:g} s ({type(e).__name__}: {e}); remote runs "
+                        "need the network. Run locally instead (drop --remote), or set NDIF_HOST if your NDIF "
+                        "server lives elsewhere") from None
+    if not CONFIG.API.APIKEY:
+        raise NDIFError(f"NDIF ({host}) needs an API key and none is set: {NDIF_KEY_HELP}")
+    return host
+
+
+def load_remote_model(name: str, *, revision: str | None = None, timeout: float = 5.0,
+                      remote: bool | str = True) -> ModelHandle:
+    """A hub model whose traces run on NDIF: built on the meta device (config and tokenizer only, no
+    weights here), every ``trace`` sent with ``remote=True``. ``remote="local"`` runs nnsight's local
+    simulation of the remote path on a real local copy instead (for tests)."""
+    p = Path(str(name)).expanduser()
+    if remote == "local":  # the same traces through nnsight's serialise / deserialise path, run here
+        handle = load_model(name, revision=revision)
+        handle.remote = "local"
+        return handle
+    if remote is True:
+        if p.exists() or str(name).endswith(".gguf"):
+            raise NDIFError(f"--remote: {name} is a local model; NDIF runs hub models it serves (e.g. "
+                            "EleutherAI/pythia-160m with revision step3000), not local files. Drop --remote to run "
+                            "it here")
+        check_ndif(timeout)
+    from nnsight.modeling.transformers import TransformersModel
+
+    kw = {"revision": revision} if revision else {}
+    try:
+        nn_model = TransformersModel(str(name), task="text-generation", **kw)
+    except Exception as e:
+        raise NDIFError(f"could not read the config and tokenizer of {name!r}"
+                        + (f" at revision {revision!r}" if revision else "")
+                        + f" from the hub ({type(e).__name__}: {e}); remote runs need hub access for them") from None
+    return ModelHandle.from_nnsight(nn_model, locator=str(name) + (f"@{revision}" if revision else ""),
+                                    remote=remote)
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
 
 
 def load_model(locator: str | os.PathLike, *, revision: str | None = None, gguf_file: str | None = None,
                dtype: Any = "float32", device: str = "cpu", eager: bool = True,
-               tokenizer: str | os.PathLike | None = None, **kwargs: Any) -> ModelHandle:
+               tokenizer: str | os.PathLike | None = None, remote: bool = False, **kwargs: Any) -> ModelHandle:
     """Load a causal LM into a :class:`ModelHandle`.
 
     Args:
@@ -194,11 +283,15 @@ def load_model(locator: str | os.PathLike, *, revision: str | None = None, gguf_
         device: torch device string.
         eager: use eager attention so attention patterns can be read (needed by head scores).
         tokenizer: where to load the tokenizer from when it is not beside the weights.
+        remote: run the traces on NDIF (:func:`load_remote_model`; a hub name, needs the network and
+            an API key -- it fails at once, with one message, without them).
 
     Raises:
         ModelLoadError: the folder is missing or incomplete, the hub is unreachable (offline),
             or the GGUF file cannot be read.
     """
+    if remote:
+        return load_remote_model(str(locator), revision=revision)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     loc = str(locator)

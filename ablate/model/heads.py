@@ -53,6 +53,9 @@ class HeadSet:
     def __setattr__(self, name, value):  # pragma: no cover - immutability guard
         raise AttributeError("HeadSet is immutable")
 
+    def __reduce__(self):  # pickle (Ray sends head sets to its workers) rebuilds it through __init__
+        return (HeadSet, (self._heads,))
+
     @classmethod
     def parse(cls, text: "str | HeadSet | Iterable") -> "HeadSet":
         """Parse ``"L3H5,L4H0"`` (spaces and an empty string allowed) into a HeadSet."""

@@ -2,6 +2,8 @@
 load average); ``ablate bench all`` runs every one.
 
 * ``interventions``, ``prefix``, ``atp``, ``relation-index``: measured speed ratios;
+* ``ray``: serial vs ``--executor ray`` cells/min on a small spec over the tiny series, and the
+  per-cell overhead Ray adds (:mod:`experiments.ray_bench`; needs Ray);
 * ``calibration``: the primary test's rejection rate at the least-favourable null and its power,
   over simulated studies passed through the runner's own table builder
   (:mod:`stats.calibration`; numpy only, no torch).
@@ -20,6 +22,7 @@ BENCHES: dict[str, str] = {
     "atp": "ablate.intervene.benchmark:run_atp",
     "relation-index": "ablate.scores.benchmark:run",
     "throughput": "experiments.throughput:run_throughput",
+    "ray": "experiments.ray_bench:run",
 }
 
 
@@ -47,13 +50,19 @@ def _calibration(studies: int, power_studies: int, seed: int) -> None:
               help="calibration: simulated studies per configuration for the level (>= 500 for the README table).")
 @click.option("--power-studies", default=200, show_default=True, help="calibration: studies per power cell.")
 @click.option("--seed", default=0, show_default=True)
-def bench_command(what, threads, repeats, studies, power_studies, seed):
+@click.option("--series", default=None, type=click.Path(exists=True, file_okay=False),
+              help="ray: the checkpoint series to run (default: the tiny preset, trained into a temp folder).")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="ray: workers of the wider run.")
+def bench_command(what, threads, repeats, studies, power_studies, seed, series, workers):
     """Run a benchmark and print what it measured."""
-    names = sorted(BENCHES) + ["calibration"] if what == "all" else [what]
+    names = [n for n in sorted(BENCHES) if n != "ray"] + ["calibration"] if what == "all" else [what]
     for name in names:
         click.echo(f"== bench {name}")
         if name == "calibration":
             _calibration(studies, power_studies, seed)
             continue
         mod, fn = BENCHES[name].split(":")
+        if name == "ray":
+            getattr(importlib.import_module(mod), fn)(series=series, workers=workers, print_fn=click.echo)
+            continue
         getattr(importlib.import_module(mod), fn)(threads=threads, repeats=repeats, print_fn=click.echo)

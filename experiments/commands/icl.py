@@ -44,9 +44,12 @@ def _names(text: str | None) -> list[str] | None:
               help="Word-list part used for category words.")
 @click.option("--batch-size", default=16, show_default=True, type=int, help="Prompts per forward pass.")
 @click.option("--add-bos", is_flag=True, help="Prepend the BOS token to every prompt.")
+@click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
+@click.option("--dtype", default="auto", show_default=True, help="auto (float32 on CPU, bfloat16 on GPU), or a dtype.")
+@click.option("--remote", is_flag=True, help="Run the traces on NDIF (a hub model via --model; needs NDIF_API_KEY).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def icl_command(series, model, steps, out, tasks, shots, n_items, controls, seed, part, batch_size,
-                add_bos, no_progress):
+                add_bos, device, dtype, remote, no_progress):
     """Measure FC, PD and in-prompt LR per item for every checkpoint of a series."""
     import pandas as pd
 
@@ -59,7 +62,7 @@ def icl_command(series, model, steps, out, tasks, shots, n_items, controls, seed
     spec = levels_spec(series=series, model=model, steps=_ints(steps), seed=seed, tasks=_names(tasks),
                        shots=_ints(shots), n_items=n_items, controls=_names(controls), part=part,
                        batch_size=batch_size, add_bos=add_bos)
-    summary = run_spec(spec, out, progress=not no_progress)
+    summary = run_spec(spec, out, progress=not no_progress, device=device, dtype=dtype, remote=remote)
     if summary.cells_failed:
         raise click.ClickException(f"{summary.cells_failed} checkpoint(s) failed: {summary.failed}; "
                                    f"see `ablate status {out}` and re-run to retry them")

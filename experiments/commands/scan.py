@@ -57,8 +57,10 @@ def _names(text: str | None) -> list[str] | None:
               help="Random sequences for copying / prefix matching (default 32).")
 @click.option("--random-length", type=int, default=None, help="Length of those sequences (default 24).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
+@click.option("--dtype", default="auto", show_default=True, help="auto (float32 on CPU, bfloat16 on GPU), or a dtype.")
 def scan_command(series, model, steps, out, sentences, n_sentences, tau, tau_percentile, relations, directions,
-                 nulls, ov, max_tokens, n_random, random_length, seed):
+                 nulls, ov, max_tokens, n_random, random_length, seed, device, dtype):
     """Score every head (relation index per relation and direction, fake-tail baseline, copying,
     prefix matching) at every checkpoint; resumable per checkpoint."""
     from experiments.runner import run_spec
@@ -69,7 +71,7 @@ def scan_command(series, model, steps, out, sentences, n_sentences, tau, tau_per
                      n_sentences=n_sentences, tau=tau or 0.0, tau_percentile=tau_percentile,
                      relations=_names(relations), directions=_names(directions), nulls=_names(nulls), ov=ov,
                      max_tokens=max_tokens, n_random=n_random, random_length=random_length)
-    summary = run_spec(spec, out)
+    summary = run_spec(spec, out, device=device, dtype=dtype)
     if summary.cells_failed:
         raise click.ClickException(f"{summary.cells_failed} checkpoint(s) failed: {summary.failed}; "
                                    f"see `ablate status {out}` and re-run to retry them")
