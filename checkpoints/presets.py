@@ -229,10 +229,11 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     "default": TrainConfig(
         name="default", n_layers=3, n_heads=4, d_model=64, d_mlp=256, vocab_size=2048,
-        seq_len=128, batch_size=16, steps=9_000, lr=5e-3, warmup=100,
-        n_log_checkpoints=6, n_linear_checkpoints=9,
-        recipe=Recipe(text=0.10, templates=0.25, pair_rules=0.0, single_labels=0.45, copy=0.20,
-                      lines=(12, 40), text_window=(32, 128), pair_lines=0.25),
+        seq_len=128, batch_size=16, steps=8_000, lr=5e-3, warmup=100,
+        n_log_checkpoints=6, n_linear_checkpoints=8,
+        recipe=Recipe(text=0.10, templates=0.30, pair_rules=0.10, single_labels=0.30, copy=0.20,
+                      lines=(12, 40), text_window=(32, 128), pair_lines=0.5,
+                      order_rules=(1, 0.5, 1, 0.5)),  # ints, as trained (the hash sees "1", not "1.0")
     ),
     "paper": TrainConfig(
         name="paper", n_layers=20, n_heads=16, d_model=2048, d_mlp=5504, vocab_size=32_000,
