@@ -13,7 +13,7 @@ reduction and format compliance, not PD.
 The issue-14 recipe search (2026-12-03, 1 torch thread on one core of this 2-core machine while other
 work ran on the other, ~18k tokens/s). Every attempt: 3 layers, 4 heads, d 64, d_mlp 256, seq 128,
 batch 16, lr 5e-3, warmup 100, ``lines=(12, 40)``, ``text_window=(32, 128)``, copy share .20.
-Measured with ``python -m checkpoints.probe RUN --tasks ... --items 120`` (10 shots, held-out words,
+Measured with ``python -m ablate.icl.probe RUN --tasks ... --items 120`` (10 shots, held-out words,
 the gold must beat the prompt's other labels; one-sided binomial p vs chance 1/2, or 1/3 for 3way);
 PM = best prefix-matching score, "2nd" = loss on the second copy of a repeated 30-token random
 segment (~7.7 nats before induction), PDst = the probe's ``"word: d"`` task on *training* words.

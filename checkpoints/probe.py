@@ -24,16 +24,11 @@ Pattern discovery (PD) on held-out words (:func:`ablate.icl.wordlists.split_word
     ``single`` on *training* words is reported too (``pd_single_train``), as a diagnostic of
     whether the model reads the mapping at all.
 
-Toolkit tasks (``--tasks``):
-    Accuracy on the toolkit's own ICL tasks (:func:`ablate.icl.tasks.make_items`, held-out words,
-    clean prompts) at ``--task-shots`` shots: the gold must score highest among the prompt's label
-    candidates (each label's first token; the labels of these tasks are single tokens), with a
-    one-sided exact binomial test against chance ``1 / n_classes`` (:func:`task_accuracy`).
-
 Usage::
 
-    python -m checkpoints.probe /work/runs/default_series --csv probe.csv
-    python -m checkpoints.probe RUN --tasks pd_category_letter,binary_fruit_month --items 120
+    python -m checkpoints.probe /work/runs/default_series --csv probe.csv [--steps 0,1000]
+
+The toolkit's own ICL tasks with a binomial test per checkpoint: ``python -m ablate.icl.probe``.
 """
 
 from __future__ import annotations
@@ -46,8 +41,7 @@ import numpy as np
 
 from ablate.icl.wordlists import CATEGORIES, split_words
 
-__all__ = ["prefix_matching_scores", "repeated_segment_loss", "pattern_discovery", "task_accuracy",
-           "probe_series", "ProbeRow"]
+__all__ = ["prefix_matching_scores", "repeated_segment_loss", "pattern_discovery", "probe_series", "ProbeRow"]
 
 
 def _random_segments(tokenizer, n: int, length: int, seed: int) -> np.ndarray:
@@ -163,44 +157,6 @@ def pattern_discovery(model, tokenizer, task: str = "single", shots: int = 10, n
     return correct / n
 
 
-def task_accuracy(model, tokenizer, task: str, shots: int = 10, n_items: int = 120, seed: int = 0,
-                  part: str = "heldout") -> tuple[int, int, float, float]:
-    """Accuracy of a toolkit ICL task among its label candidates, with a binomial test.
-
-    Args:
-        task: A task name of :data:`ablate.icl.tasks.TASKS`.
-        shots: Demonstrations per prompt.
-        n_items: Items (prompts).
-        seed: The items' master seed.
-        part: Word-list part (``"heldout"``: the measurement; ``"train"``: diagnostic).
-
-    Returns:
-        ``(correct, n_items, accuracy, p)``: ``p`` is the one-sided exact binomial p-value of
-        ``correct`` against chance ``1 / n_classes``.
-
-    Raises:
-        ValueError: Two labels of a prompt share their first token (this probe cannot score them).
-    """
-    import torch
-    from scipy.stats import binomtest
-
-    from ablate.icl.tasks import make_items
-
-    items = make_items(task, [shots], n_items, seed=seed, controls=("clean",), part=part)
-    correct = 0
-    for it in items:
-        cand = [tokenizer.encode(" " + lab, add_special_tokens=False)[0] for lab in it.labels]
-        if len(set(cand)) != len(cand):
-            raise ValueError(f"task_accuracy: labels {it.labels} of {task} share a first token")
-        ids = tokenizer(it.prompt, return_tensors="pt").input_ids
-        with torch.no_grad():
-            logits = model(input_ids=ids).logits[0, -1]
-        pick = it.labels[int(torch.stack([logits[c] for c in cand]).argmax())]
-        correct += int(pick == it.gold)
-    p = binomtest(correct, len(items), 1 / items[0].n_classes, alternative="greater").pvalue
-    return correct, len(items), correct / len(items), float(p)
-
-
 @dataclass
 class ProbeRow:
     """One checkpoint's probe results."""
@@ -216,11 +172,9 @@ class ProbeRow:
     pd_single: float
     pd_order: float
     pd_single_train: float
-    tasks: dict | None = None
 
 
-def probe_series(series, shots: int = 10, n_pd: int = 64, tasks: tuple[str, ...] = (), task_shots: int = 10,
-                 n_items: int = 120) -> list[ProbeRow]:
+def probe_series(series, shots: int = 10, n_pd: int = 64) -> list[ProbeRow]:
     """Run all probes on every checkpoint of a series (skeleton re-use sweep)."""
     from transformers import PreTrainedTokenizerFast
 
@@ -241,7 +195,6 @@ def probe_series(series, shots: int = 10, n_pd: int = 64, tasks: tuple[str, ...]
             pd_single=pattern_discovery(model, tok, "single", shots, n_pd),
             pd_order=pattern_discovery(model, tok, "order", shots, n_pd),
             pd_single_train=pattern_discovery(model, tok, "single", shots, n_pd, part="train"),
-            tasks={t: task_accuracy(model, tok, t, task_shots, n_items) for t in tasks} or None,
         ))
     return rows
 
@@ -262,39 +215,24 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--every", type=int, default=1)
     ap.add_argument("--steps", default=None, help="Comma-separated steps to probe (default: all).")
-    ap.add_argument("--tasks", default="", help="Comma-separated toolkit ICL tasks to score (held-out words).")
-    ap.add_argument("--task-shots", type=int, default=10)
-    ap.add_argument("--items", type=int, default=120)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    series = CheckpointSeries.from_local(a.series).every(a.every)
-    if a.steps:
-        series = series.select([int(x) for x in a.steps.split(",")])
-    tasks = tuple(t for t in a.tasks.split(",") if t)
-    rows = probe_series(series, a.shots, a.n_pd, tasks, a.task_shots, a.items)
-    short = {t: t.replace("pd_", "").replace("binary_", "b_")[:10] for t in tasks}
-    hdr = (f"{'step':>6} {'tokens':>10} {'evalL':>6} {'head':>5} {'PM':>5} {'1st':>6} {'2nd':>6} {'drop':>6} "
-           f"{'PDs':>5} {'PDo':>5} {'PDst':>5}" + "".join(f" {short[t]:>16}" for t in tasks))
+    series = CheckpointSeries.from_local(a.series)
+    series = series.select([int(x) for x in a.steps.split(",")]) if a.steps else series.every(a.every)
+    rows = probe_series(series, a.shots, a.n_pd)
+    hdr = f"{'step':>6} {'tokens':>10} {'evalL':>6} {'head':>5} {'PM':>5} {'1st':>6} {'2nd':>6} {'drop':>6} {'PDs':>5} {'PDo':>5} {'PDst':>5}"
     print(hdr)
     for r in rows:
         ev = f"{r.eval_loss:.3f}" if r.eval_loss is not None else "  -  "
-        extra = "".join(f" {r.tasks[t][2]:5.2f} (p={r.tasks[t][3]:7.1e})" for t in tasks)
         print(f"{r.step:>6} {r.tokens_seen or 0:>10} {ev:>6} {r.best_head:>5} {r.prefix_matching:5.2f} "
-              f"{r.copy_first:6.2f} {r.copy_second:6.2f} {r.copy_drop:6.2f} {r.pd_single:5.2f} {r.pd_order:5.2f} "
-              f"{r.pd_single_train:5.2f}{extra}", flush=True)
+              f"{r.copy_first:6.2f} {r.copy_second:6.2f} {r.copy_drop:6.2f} {r.pd_single:5.2f} {r.pd_order:5.2f} {r.pd_single_train:5.2f}")
     if a.csv:
         import csv
 
         with open(a.csv, "w", newline="") as fh:
-            flat = []
-            for r in rows:
-                d = asdict(r)
-                for t, (c, n, acc, p) in (d.pop("tasks") or {}).items():
-                    d[f"{t}_acc"], d[f"{t}_p"], d[f"{t}_n"] = acc, p, n
-                flat.append(d)
-            w = csv.DictWriter(fh, fieldnames=list(flat[0]))
+            w = csv.DictWriter(fh, fieldnames=list(asdict(rows[0])))
             w.writeheader()
-            w.writerows(flat)
+            w.writerows(asdict(r) for r in rows)
 
 
 if __name__ == "__main__":
