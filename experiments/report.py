@@ -103,6 +103,44 @@ def _icl_facts(run: Path, results: pd.DataFrame | None) -> list[str]:
     return out
 
 
+def _pd_by_checkpoint(run: Path) -> list[str]:
+    """PD on the evaluation (held-out) words at the largest shot count, per checkpoint and task, with
+    exact (Clopper-Pearson) 95% CIs and one-sided binomial p against chance (pattern and
+    classification tasks)."""
+    from scipy.stats import binomtest
+
+    items = _read(run / "icl_items.parquet")
+    if items is None or not len(items) or items["step"].nunique() < 2:
+        return []
+    clean = items[(items["control"] == "clean") & (items["condition"] == "clean")
+                  & items["kind"].isin(["pattern", "classification"])]
+    if not len(clean):
+        return []
+    top = clean[clean["shots"] == clean["shots"].max()]
+    tasks = sorted(top["task"].unique(), key=lambda t: (not t.startswith("pd_"), t))
+    rows = []
+    for step, g in top.groupby("step"):
+        row = [str(step)]
+        for t in tasks:
+            gt = g[g["task"] == t]
+            k, n = int(gt["pd"].sum()), len(gt)
+            if not n:
+                row.append("")
+                continue
+            bt = binomtest(k, n, float(gt["chance"].mean()), alternative="greater")
+            lo, hi = binomtest(k, n).proportion_ci(0.95, method="exact")
+            star = " *" if bt.pvalue < 0.001 else ""
+            row.append(f"{k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}]{star}")
+        rows.append(row)
+    chance = top.groupby("task")["chance"].mean()
+    md = [f"**Pattern discovery by checkpoint** ({int(top['shots'].max())} shots, clean prompts, the tasks' "
+          "evaluation words, i.e. held-out words for the category tasks; greedy exact label; 95% exact binomial "
+          "CI; * = one-sided binomial p < .001 against chance: " + ", ".join(f"{t} {chance[t]:.2f}" for t in tasks)
+          + ").", "", "| step | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    md += ["| " + " | ".join(r) + " |" for r in rows]
+    return md + [""]
+
+
 def _part(run: Path, title: str) -> list[str]:
     from stats.tables import to_markdown
 
@@ -112,6 +150,7 @@ def _part(run: Path, title: str) -> list[str]:
     results = _read(run / "results.parquet")
     facts = _series_facts(run) + _icl_facts(run, results)
     md += [f"- {f}" for f in facts] + [""]
+    md += _pd_by_checkpoint(run)
     hsets = _read(run / "head_sets.parquet")
     if hsets is not None and len(hsets):
         t = hsets[hsets["role"] != "random"][["step", "role", "head_set", "rule"]]

@@ -1,0 +1,39 @@
+"""The demo report's PD-by-checkpoint table: counts, exact CIs and the p < .001 mark, by hand."""
+
+import pandas as pd
+
+
+def _items(tmp_path, step_counts):
+    rows = []
+    for step, (task, kind, chance, k, n) in step_counts:
+        for i in range(n):
+            rows.append(dict(step=step, task=task, kind=kind, shots=10, control="clean", condition="clean",
+                             pd=float(i < k), chance=chance))
+            rows.append(dict(step=step, task=task, kind=kind, shots=2, control="clean", condition="clean",
+                             pd=1.0, chance=chance))  # fewer shots: not in the table
+    run = tmp_path / "training"
+    run.mkdir()
+    pd.DataFrame(rows).to_parquet(run / "icl_items.parquet")
+    return run
+
+
+def test_pd_table_counts_intervals_and_marks(tmp_path):
+    from experiments.report import _pd_by_checkpoint
+
+    run = _items(tmp_path, [(0, ("pd_category_letter", "pattern", 0.5, 0, 12)),
+                            (8000, ("pd_category_letter", "pattern", 0.5, 12, 12)),
+                            (0, ("binary_fruit_month", "classification", 0.5, 6, 12)),
+                            (8000, ("binary_fruit_month", "classification", 0.5, 9, 12))])
+    md = "\n".join(_pd_by_checkpoint(run))
+    # Clopper-Pearson: 0/12 -> [0, 1 - 0.025 ** (1/12)] = [0, 0.26]; 12/12 -> [0.025 ** (1/12), 1] = [0.74, 1]
+    assert "| 0 | 0/12 = 0.00 [0.00, 0.26] | 6/12 = 0.50 [0.21, 0.79] |" in md
+    # 12/12 at chance .5: p = 0.5 ** 12 = 2.4e-4 < .001 -> marked; 9/12: p = .073 -> not marked
+    assert "| 8000 | 12/12 = 1.00 [0.74, 1.00] * | 9/12 = 0.75 [0.43, 0.95] |" in md
+    assert "(10 shots" in md and md.index("pd_category_letter") < md.index("binary_fruit_month")
+
+
+def test_pd_table_is_left_out_for_a_single_model(tmp_path):
+    from experiments.report import _pd_by_checkpoint
+
+    run = _items(tmp_path, [(0, ("pd_category_letter", "pattern", 0.5, 3, 12))])
+    assert _pd_by_checkpoint(run) == []
