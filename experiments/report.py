@@ -103,6 +103,47 @@ def _icl_facts(run: Path, results: pd.DataFrame | None) -> list[str]:
     return out
 
 
+def _ri_by_checkpoint(run: Path) -> list[str]:
+    """Per checkpoint and relation: the best head's RI vs the fake-tail baseline's maximum (forward
+    direction, heads with >= MIN_EVENTS gated events), and the RI of the selected target heads."""
+    hs = _read(run / "head_scores.parquet")
+    if hs is None or not len(hs) or hs["step"].nunique() < 2:
+        return []
+    ok = (hs["direction"] == "forward") & (hs["n_events"] >= MIN_EVENTS)
+    ri, bl = hs[(hs["score"] == "relation_index") & ok], hs[(hs["score"] == "baseline") & ok]
+    rels = sorted(ri["relation"].dropna().unique())
+    if not rels:
+        return []
+    sets = _read(run / "head_sets.parquet")
+    target = {}
+    if sets is not None and len(sets):
+        for _, r in sets[sets["role"] == "target"].iterrows():
+            target[int(r["step"])] = {h for h in str(r["head_set"]).split(",") if h}
+    rows = []
+    for step in sorted(hs["step"].unique()):
+        row = [str(step)]
+        for rel in rels:
+            g = ri[(ri["step"] == step) & (ri["relation"] == rel)].dropna(subset=["value"])
+            b = bl[(bl["step"] == step) & (bl["relation"] == rel)]["value"].dropna()
+            if not len(g):
+                row.append("n/a")
+                continue
+            bmax = float(b.max()) if len(b) else float("nan")
+            top = g.sort_values("value", ascending=False).iloc[0]
+            above = int((g["value"] > bmax).sum()) if np.isfinite(bmax) else 0
+            sel = [f"L{int(r.layer)}H{int(r.head)} {r.value:.2f}" for r in g.itertuples()
+                   if f"L{int(r.layer)}H{int(r.head)}" in target.get(int(step), set())]
+            row.append(f"{top['value']:.2f} (L{int(top['layer'])}H{int(top['head'])}) vs {_fmt(bmax)}; {above} above"
+                       + (f"; target {', '.join(sel)}" if sel else ""))
+        rows.append(row)
+    md = [f"**Relation index by checkpoint** (best head's RI vs the fake-tail baseline's maximum; forward direction, "
+          f"heads with >= {MIN_EVENTS} gated events; 'above' = heads whose RI exceeds that maximum; 'target' = the "
+          "ablated target heads' RI where they have enough events).", "",
+          "| step | " + " | ".join(rels) + " |", "|---" * (len(rels) + 1) + "|"]
+    md += ["| " + " | ".join(r) + " |" for r in rows]
+    return md + [""]
+
+
 def _pd_by_checkpoint(run: Path) -> list[str]:
     """PD on the evaluation (held-out) words at the largest shot count, per checkpoint and task, with
     exact (Clopper-Pearson) 95% CIs and one-sided binomial p against chance (pattern and
@@ -150,7 +191,7 @@ def _part(run: Path, title: str) -> list[str]:
     results = _read(run / "results.parquet")
     facts = _series_facts(run) + _icl_facts(run, results)
     md += [f"- {f}" for f in facts] + [""]
-    md += _pd_by_checkpoint(run)
+    md += _pd_by_checkpoint(run) + _ri_by_checkpoint(run)
     hsets = _read(run / "head_sets.parquet")
     if hsets is not None and len(hsets):
         t = hsets[hsets["role"] != "random"][["step", "role", "head_set", "rule"]]

@@ -37,3 +37,24 @@ def test_pd_table_is_left_out_for_a_single_model(tmp_path):
 
     run = _items(tmp_path, [(0, ("pd_category_letter", "pattern", 0.5, 3, 12))])
     assert _pd_by_checkpoint(run) == []
+
+
+def test_ri_table_compares_the_best_head_with_the_baseline_maximum(tmp_path):
+    from experiments.report import _ri_by_checkpoint
+
+    run = tmp_path / "training"
+    run.mkdir()
+    rows = []
+    for step, vals, base in ((0, (0.05, 0.04), (0.10, 0.02)), (8000, (0.30, 0.12), (0.10, 0.11))):
+        for h, (v, b) in enumerate(zip(vals, base)):
+            rows += [dict(step=step, tokens_seen=step, score="relation_index", relation="subj", direction="forward",
+                          layer=1, head=h, value=v, n_events=50),
+                     dict(step=step, tokens_seen=step, score="baseline", relation="subj", direction="forward",
+                          layer=1, head=h, value=b, n_events=50)]
+    rows.append(dict(step=8000, tokens_seen=8000, score="relation_index", relation="subj", direction="forward",
+                     layer=0, head=0, value=0.9, n_events=3))  # too few events: ignored
+    pd.DataFrame(rows).to_parquet(run / "head_scores.parquet")
+    pd.DataFrame([dict(step=8000, role="target", head_set="L1H0", rule="topk")]).to_parquet(run / "head_sets.parquet")
+    md = "\n".join(_ri_by_checkpoint(run))
+    assert "| 0 | 0.05 (L1H0) vs 0.10; 0 above |" in md
+    assert "| 8000 | 0.30 (L1H0) vs 0.11; 2 above; target L1H0 0.30 |" in md
