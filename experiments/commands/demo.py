@@ -16,7 +16,7 @@ from experiments.demo import CONFIGS, run_demo
 @click.option("--skip-training", is_flag=True, help="Only part B (the pretrained model).")
 @click.option("--train", "train", is_flag=True,
               help="Train the preset's series (1 torch thread, cached by config hash) instead of using the "
-                   "series embedded in the package (the default preset ships one; ~16 min to train).")
+                   "series embedded in the package (the default preset ships one; ~15 min to train).")
 @click.option("--no-progress", is_flag=True)
 def demo_command(out, preset, skip_pretrained, skip_training, train, no_progress):
     """End-to-end demo: scan/ICL/ablate/stats/figures across training (the embedded series), then on SmolLM2-135M."""

@@ -63,7 +63,7 @@ def test_a_changed_weight_byte_is_named_with_what_to_do(shipped):
     data = bytearray(f.read_bytes())
     data[-1] ^= 0xFF
     f.write_bytes(bytes(data))
-    with pytest.raises(EmbeddedSeriesError, match=r"step 0.*differs.*Reinstall.*--train"):
+    with pytest.raises(EmbeddedSeriesError, match=r"step 0.*differs.*What to do: reinstall.*ablate demo --train"):
         embedded_series("tiny")
 
 
