@@ -36,6 +36,14 @@ A3      text .10, templates .25, pair_rules 0, single_labels .45,      1,087    
         lines); 9,000 steps, 9 linear checkpoints                                                                .62 at 3k), furniture .44; PDst .41
 ======  ==========================================================  =======  ===============================  ====================================================
 
+The shipped A2 series measured by the toolkit itself (``ablate icl``, 120 items, 10 shots, greedy exact
+label, held-out words): at step 8,000 every task at chance (pd_category_letter .50,
+pd_second_category_digit .49, pd_order_letter .38, pd_same_different .57, binary_fruit_month .51,
+binary_furniture_profession .53) except pd_first_category_3way 56/120 = .47 vs 1/3 (p = .0009); at
+step 0 all at chance; format compliance 0 at 0 shots, .94-.98 from 2 shots. On *training* words
+(``python -m ablate.icl.probe ... --part train``) the same tasks are at chance at steps 4,000-8,000
+too: the series has no label-reading circuit at all, so the gap is not held-out generalisation.
+
 Training total 2,964 s (49.4 min) plus the 141 s reproduction check. Reading: in all three, the
 induction head forms late (steps 5,000-8,000; NOTES.md's 2-thread run of the A3-like variant formed
 it at 3,000-4,500 and then read the mapping on training words, PDst 1.00, held-out .64-.72) and
