@@ -26,7 +26,9 @@ Pattern discovery (PD) on held-out words (:func:`ablate.icl.wordlists.split_word
 
 Usage::
 
-    python -m checkpoints.probe /work/runs/default_series --csv probe.csv
+    python -m checkpoints.probe /work/runs/default_series --csv probe.csv [--steps 0,1000]
+
+The toolkit's own ICL tasks with a binomial test per checkpoint: ``python -m ablate.icl.probe``.
 """
 
 from __future__ import annotations
@@ -212,9 +214,11 @@ def main(argv=None) -> None:
     ap.add_argument("--n-pd", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--every", type=int, default=1)
+    ap.add_argument("--steps", default=None, help="Comma-separated steps to probe (default: all).")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    series = CheckpointSeries.from_local(a.series).every(a.every)
+    series = CheckpointSeries.from_local(a.series)
+    series = series.select([int(x) for x in a.steps.split(",")]) if a.steps else series.every(a.every)
     rows = probe_series(series, a.shots, a.n_pd)
     hdr = f"{'step':>6} {'tokens':>10} {'evalL':>6} {'head':>5} {'PM':>5} {'1st':>6} {'2nd':>6} {'drop':>6} {'PDs':>5} {'PDo':>5} {'PDst':>5}"
     print(hdr)

@@ -78,6 +78,16 @@ class Recipe:
         text_window: Min/max tokens of a natural-text window.
         word_part: Which words go into labelled documents (``"train"``; ``"all"`` only for
             ablations of the recipe itself).
+        distinct_words: No word repeats within a labelled document (each category's words are
+            drawn without replacement, the pool refilled when spent), so a line's label cannot be
+            copied from an earlier line with the same word: only its *category* predicts it.
+        pair_lines: Share of ``single_labels`` documents written as ``"w1, w2: L"`` lines with
+            both words from the labelled category (the ``"w: L"`` kind in the two-word format).
+        order_rules: Relative weights of the four ``pair_rules`` rules (order, first word,
+            second word, 4-way pair).
+
+    The last three fields are left out of :meth:`to_dict` at their defaults, so presets that do
+    not use them keep the run identity (and cache key) they had before the fields existed.
     """
 
     text: float = 0.10
@@ -90,6 +100,9 @@ class Recipe:
     copy_repeats: tuple[int, int] = (2, 3)
     text_window: tuple[int, int] = (32, 256)
     word_part: Literal["train", "all"] = "train"
+    distinct_words: bool = False
+    pair_lines: float = 0.0
+    order_rules: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
 
     def fractions(self) -> dict[str, float]:
         """Normalised token fractions per kind.
@@ -104,8 +117,12 @@ class Recipe:
         return {k: v / total for k, v in raw.items()}
 
     def to_dict(self) -> dict:
-        """JSON-serialisable form (stored in the run manifest)."""
-        return asdict(self)
+        """JSON-serialisable form (stored in the run manifest; new fields omitted at defaults)."""
+        d = asdict(self)
+        for k, default in _OPTIONAL_DEFAULTS.items():
+            if d[k] == default or (isinstance(default, tuple) and tuple(d[k]) == default):
+                del d[k]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
@@ -116,6 +133,9 @@ class Recipe:
             raise ValueError(f"Recipe.from_dict: unknown keys {sorted(unknown)}; known: {sorted(known)}")
         fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**fixed)
+
+
+_OPTIONAL_DEFAULTS = {"distinct_words": False, "pair_lines": 0.0, "order_rules": (1.0, 1.0, 1.0, 1.0)}
 
 
 def _article(word: str) -> str:
@@ -151,6 +171,7 @@ class DocumentGenerator:
         part = self.recipe.word_part
         self.labelled_words = {c: split_words(c, part) for c in self.categories}
         self.all_words = {c: split_words(c, "all") for c in self.categories}
+        self._left: dict[str, list[str]] = {}
 
     # -- knowledge-graph sentences -------------------------------------------------------
     def _template_sentence(self, rng: np.random.Generator) -> str:
@@ -191,12 +212,25 @@ class DocumentGenerator:
 
     def _word(self, rng: np.random.Generator, cat: str) -> str:
         words = self.labelled_words[cat]
-        return words[rng.integers(len(words))]
+        if not self.recipe.distinct_words:
+            return words[rng.integers(len(words))]
+        left = self._left.get(cat)
+        if not left:  # first use in this document, or the pool is spent: a fresh shuffled pool
+            left = self._left[cat] = [words[i] for i in rng.permutation(len(words))]
+        return left.pop()
+
+    def _new_document(self) -> None:
+        self._left: dict[str, list[str]] = {}
 
     def pair_rules(self, rng: np.random.Generator) -> str:
         """A ``"w1, w2: label"`` document with a rule and labels drawn for this document."""
+        self._new_document()
         n_lines = int(rng.integers(self.recipe.lines[0], self.recipe.lines[1] + 1))
-        rule = int(rng.integers(4))
+        if self.recipe.order_rules == (1.0, 1.0, 1.0, 1.0):
+            rule = int(rng.integers(4))
+        else:
+            w = np.asarray(self.recipe.order_rules, dtype=float)
+            rule = int(rng.choice(4, p=w / w.sum()))
         lines = []
         if rule == 0:  # word order of two categories
             c = [self.categories[i] for i in rng.choice(len(self.categories), 2, replace=False)]
@@ -224,14 +258,19 @@ class DocumentGenerator:
 
     def single_labels(self, rng: np.random.Generator) -> str:
         """A ``"word: label"`` document: 2-4 categories, labels re-drawn for this document."""
+        self._new_document()
         n_lines = int(rng.integers(self.recipe.lines[0], self.recipe.lines[1] + 1))
         k = int(rng.integers(2, 5))
         c = [self.categories[i] for i in rng.choice(len(self.categories), k, replace=False)]
         lab = self._labels(rng, k)
+        pairs = self.recipe.pair_lines > 0 and float(rng.random()) < self.recipe.pair_lines
         lines = []
         for _ in range(n_lines):
             i = int(rng.integers(k))
-            lines.append(f"{self._word(rng, c[i])}: {lab[i]}")
+            if pairs:
+                lines.append(f"{self._word(rng, c[i])}, {self._word(rng, c[i])}: {lab[i]}")
+            else:
+                lines.append(f"{self._word(rng, c[i])}: {lab[i]}")
         return "\n".join(lines)
 
     def generate(self, kind: str, rng: np.random.Generator) -> str:

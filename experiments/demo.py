@@ -1,6 +1,8 @@
 """``ablate demo``: the end-to-end job on embedded defaults (no hub needed).
 
-Part A, *across training*: train (or reuse, by config hash) the preset's checkpoint series; scan
+Part A, *across training*: the preset's checkpoint series -- for ``default`` the series shipped
+inside the package (:mod:`checkpoints.embedded`; its hashes are verified, nothing is trained),
+otherwise (or with ``train=True``, ``ablate demo --train``) trained or reused by config hash; scan
 every head at every checkpoint (relation index with its fake-tail baseline, copying, prefix
 matching); evaluate the three ICL levels; run the shipped ``sih_ablation`` protocol over log-spaced
 checkpoints; statistics (significance + emergence); figures.
@@ -107,8 +109,31 @@ class Timer:
         self.path.write_text(json.dumps(self.t, indent=2))
 
 
+def embedded_or_none(preset: str) -> Path | None:
+    """The verified embedded series folder of ``preset``, or None when the package ships none.
+
+    Raises:
+        click.ClickException: The embedded series is stale or damaged (the message says what to do).
+    """
+    from checkpoints.embedded import EmbeddedSeriesError, embedded_folder, embedded_series, has_embedded
+
+    if not has_embedded(preset):
+        return None
+    try:
+        s = embedded_series(preset)
+    except EmbeddedSeriesError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"using the embedded '{preset}' series {embedded_folder(preset)} ({len(s)} checkpoints, "
+               f"sha256 of every checkpoint verified; `ablate demo --train` trains it instead)", err=True)
+    return embedded_folder(preset)
+
+
 def train_or_reuse(preset: str, progress: bool = True) -> Path:
-    """The preset's series in the cache, named by its config hash; trains (or resumes) when needed."""
+    """The preset's series in the cache, named by its config hash; trains (or resumes) when needed.
+
+    Trains with 1 torch thread: on the machine that exported the embedded series this reproduces
+    its weights bit for bit (float reductions depend on the thread count).
+    """
     import hashlib
 
     from checkpoints.presets import get_preset
@@ -120,7 +145,7 @@ def train_or_reuse(preset: str, progress: bool = True) -> Path:
     done = out / ".complete"
     if not done.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-        train(cfg, out, progress=progress)
+        train(cfg, out, progress=progress, threads=1)
         done.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
     else:
         click.echo(f"reusing the trained series {out}", err=True)
@@ -266,8 +291,11 @@ def _part_b(cfg: DemoConfig, series: Path | None, run: Path, timer: Timer, progr
 
 
 def run_demo(out: str | Path, preset: str = "default", *, progress: bool = True,
-             skip_pretrained: bool = False, skip_training: bool = False) -> Path:
-    """Run the demo into ``out`` (resumable) and return the path of ``report.md``."""
+             skip_pretrained: bool = False, skip_training: bool = False, train: bool = False) -> Path:
+    """Run the demo into ``out`` (resumable) and return the path of ``report.md``.
+
+    ``train``: train (or reuse from the cache) the preset's series even when the package embeds one.
+    """
     from experiments.report import write_report
 
     cfg = CONFIGS[preset]
@@ -278,8 +306,14 @@ def run_demo(out: str | Path, preset: str = "default", *, progress: bool = True,
     t_all = time.perf_counter()
     series = None
     if not skip_training or cfg.pretrained == "tiny-random":  # tiny-random borrows the series' tokenizer
-        with timer.stage(f"A1 train or reuse the '{preset}' series"):
-            series = train_or_reuse(preset, progress)
+        from checkpoints.embedded import has_embedded
+
+        if not train and has_embedded(preset):
+            with timer.stage(f"A1 verify the embedded '{preset}' series"):
+                series = embedded_or_none(preset)
+        else:
+            with timer.stage(f"A1 train or reuse the '{preset}' series"):
+                series = train_or_reuse(preset, progress)
     if not skip_training:
         _part_a(cfg, series, out / "training", timer, progress)
     if not skip_pretrained:

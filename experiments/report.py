@@ -103,6 +103,85 @@ def _icl_facts(run: Path, results: pd.DataFrame | None) -> list[str]:
     return out
 
 
+def _ri_by_checkpoint(run: Path) -> list[str]:
+    """Per checkpoint and relation: the best head's RI vs the fake-tail baseline's maximum (forward
+    direction, heads with >= MIN_EVENTS gated events), and the RI of the selected target heads."""
+    hs = _read(run / "head_scores.parquet")
+    if hs is None or not len(hs) or hs["step"].nunique() < 2:
+        return []
+    ok = (hs["direction"] == "forward") & (hs["n_events"] >= MIN_EVENTS)
+    ri, bl = hs[(hs["score"] == "relation_index") & ok], hs[(hs["score"] == "baseline") & ok]
+    rels = sorted(ri["relation"].dropna().unique())
+    if not rels:
+        return []
+    sets = _read(run / "head_sets.parquet")
+    target = {}
+    if sets is not None and len(sets):
+        for _, r in sets[sets["role"] == "target"].iterrows():
+            target[int(r["step"])] = {h for h in str(r["head_set"]).split(",") if h}
+    rows = []
+    for step in sorted(hs["step"].unique()):
+        row = [str(step)]
+        for rel in rels:
+            g = ri[(ri["step"] == step) & (ri["relation"] == rel)].dropna(subset=["value"])
+            b = bl[(bl["step"] == step) & (bl["relation"] == rel)]["value"].dropna()
+            if not len(g):
+                row.append("n/a")
+                continue
+            bmax = float(b.max()) if len(b) else float("nan")
+            top = g.sort_values("value", ascending=False).iloc[0]
+            above = int((g["value"] > bmax).sum()) if np.isfinite(bmax) else 0
+            sel = [f"L{int(r.layer)}H{int(r.head)} {r.value:.2f}" for r in g.itertuples()
+                   if f"L{int(r.layer)}H{int(r.head)}" in target.get(int(step), set())]
+            row.append(f"{top['value']:.2f} (L{int(top['layer'])}H{int(top['head'])}) vs {_fmt(bmax)}; {above} above"
+                       + (f"; target {', '.join(sel)}" if sel else ""))
+        rows.append(row)
+    md = [f"**Relation index by checkpoint** (best head's RI vs the fake-tail baseline's maximum; forward direction, "
+          f"heads with >= {MIN_EVENTS} gated events; 'above' = heads whose RI exceeds that maximum; 'target' = the "
+          "ablated target heads' RI where they have enough events).", "",
+          "| step | " + " | ".join(rels) + " |", "|---" * (len(rels) + 1) + "|"]
+    md += ["| " + " | ".join(r) + " |" for r in rows]
+    return md + [""]
+
+
+def _pd_by_checkpoint(run: Path) -> list[str]:
+    """PD on the evaluation (held-out) words at the largest shot count, per checkpoint and task, with
+    exact (Clopper-Pearson) 95% CIs and one-sided binomial p against chance (pattern and
+    classification tasks)."""
+    from scipy.stats import binomtest
+
+    items = _read(run / "icl_items.parquet")
+    if items is None or not len(items) or items["step"].nunique() < 2:
+        return []
+    clean = items[(items["control"] == "clean") & (items["condition"] == "clean")
+                  & items["kind"].isin(["pattern", "classification"])]
+    if not len(clean):
+        return []
+    top = clean[clean["shots"] == clean["shots"].max()]
+    tasks = sorted(top["task"].unique(), key=lambda t: (not t.startswith("pd_"), t))
+    rows = []
+    for step, g in top.groupby("step"):
+        row = [str(step)]
+        for t in tasks:
+            gt = g[g["task"] == t]
+            k, n = int(gt["pd"].sum()), len(gt)
+            if not n:
+                row.append("")
+                continue
+            bt = binomtest(k, n, float(gt["chance"].mean()), alternative="greater")
+            lo, hi = binomtest(k, n).proportion_ci(0.95, method="exact")
+            star = " *" if bt.pvalue < 0.001 else ""
+            row.append(f"{k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}]{star}")
+        rows.append(row)
+    chance = top.groupby("task")["chance"].mean()
+    md = [f"**Pattern discovery by checkpoint** ({int(top['shots'].max())} shots, clean prompts, the tasks' "
+          "evaluation words, i.e. held-out words for the category tasks; greedy exact label; 95% exact binomial "
+          "CI; * = one-sided binomial p < .001 against chance: " + ", ".join(f"{t} {chance[t]:.2f}" for t in tasks)
+          + ").", "", "| step | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    md += ["| " + " | ".join(r) + " |" for r in rows]
+    return md + [""]
+
+
 def _part(run: Path, title: str) -> list[str]:
     from stats.tables import to_markdown
 
@@ -112,6 +191,7 @@ def _part(run: Path, title: str) -> list[str]:
     results = _read(run / "results.parquet")
     facts = _series_facts(run) + _icl_facts(run, results)
     md += [f"- {f}" for f in facts] + [""]
+    md += _pd_by_checkpoint(run) + _ri_by_checkpoint(run)
     hsets = _read(run / "head_sets.parquet")
     if hsets is not None and len(hsets):
         t = hsets[hsets["role"] != "random"][["step", "role", "head_set", "rule"]]

@@ -14,9 +14,12 @@ from experiments.demo import CONFIGS, run_demo
               help="'default': the demo series + SmolLM2-135M (about 30 min on 2 cores); 'tiny': seconds, for tests.")
 @click.option("--skip-pretrained", is_flag=True, help="Only part A (the training series).")
 @click.option("--skip-training", is_flag=True, help="Only part B (the pretrained model).")
+@click.option("--train", "train", is_flag=True,
+              help="Train the preset's series (1 torch thread, cached by config hash) instead of using the "
+                   "series embedded in the package (the default preset ships one; ~15 min to train).")
 @click.option("--no-progress", is_flag=True)
-def demo_command(out, preset, skip_pretrained, skip_training, no_progress):
-    """End-to-end demo: train/scan/ICL/ablate/stats/figures across training, then on SmolLM2-135M."""
+def demo_command(out, preset, skip_pretrained, skip_training, train, no_progress):
+    """End-to-end demo: scan/ICL/ablate/stats/figures across training (the embedded series), then on SmolLM2-135M."""
 
     run_demo(out, preset, progress=not no_progress, skip_pretrained=skip_pretrained,
-             skip_training=skip_training)
+             skip_training=skip_training, train=train)

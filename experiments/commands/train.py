@@ -3,7 +3,7 @@
 Examples::
 
     ablate train --preset tiny --out runs/tiny
-    ablate train --preset default --out runs/default_series        # ~11 min on 2 idle cores (653 s measured)
+    ablate train --preset default --threads 1 --out runs/default_series   # the shipped series: 908 s on 1 thread; bitwise identical on the machine that made it
     ablate train --preset default --out runs/kjv --corpus my_texts/ --steps 5000 --seed 1
     ablate train --preset tiny --family gpt2 --out runs/tiny_gpt2      # same shape as GPT-2
     ablate train --preset tiny --family gpt_neox --out runs/tiny_neox  # ... or as GPT-NeoX/Pythia
@@ -23,7 +23,7 @@ __all__ = ["train_command"]
 
 @click.command("train")
 @click.option("--preset", default="default", show_default=True,
-              help="Training preset: tiny (seconds, tests), default (the demo's ~11-minute series), "
+              help="Training preset: tiny (seconds, tests), default (the series the package ships; ~15 min on 1 thread), "
                    "paper (20 layers x 16 heads x d 2048; GPU).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder; re-use it to resume an interrupted run.")

@@ -38,6 +38,7 @@ def test_tiny_demo_writes_every_promised_output(tmp_path):
     assert any(p.name.startswith("score_curves") for p in (out / "training" / "figures").glob("*.png"))
     md = (out / "report.md").read_text()
     assert "Across training" in md and "pretrained model" in md and "![" in md
+    assert "**Pattern discovery by checkpoint**" in md  # per checkpoint and task, with exact binomial CIs
     html = (out / "report.html").read_text()
     assert html.startswith("<!doctype html>") and "<table>" in html and "<img" in html
     timings = json.loads((out / "demo_timings.json").read_text())
