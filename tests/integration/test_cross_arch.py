@@ -72,8 +72,8 @@ def test_cross_arch_spec_runs_on_trained_family(tmp_path_factory, tmp_path, fami
             r = HeadSet.parse(s)
             if ci < 2:  # matched to the 1-head target
                 assert len(r) == 1 and not set(r) & set(HeadSet.parse(TARGET)) and r.layers() == (1,)
-            else:  # matched to the induction set's size and layers
-                assert len(r) == 2 and r.layer_histogram() == ind.layer_histogram()
+            else:  # matched to the induction set's size (its layers where the tiny model has free heads)
+                assert len(r) == 2 and not set(r) & set(ind)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -95,9 +95,14 @@ def test_cross_arch_head_selection_runs_on_trained_family(tmp_path_factory, fami
     rows = run_cell(replace(ctx, scores=scores), CellKey("heads", last.step)).set_index("role")
     details = json.loads(rows.loc["target", "details"])
     assert details["groups"] and details["tau"] == spec.scores.tau
-    # a tiny series has no SIH: the target may be empty, and then it says so and has no random sets
+    # a tiny series has no SIH: the target may be empty, and then it says so and gets no random sets;
+    # the induction set then has R random sets of its own size (the statistics match by size)
     target = HeadSet.parse(rows.loc["target", "head_set"])
     assert len(target) <= spec.heads.k
-    assert (len(target) == 0) == ("random" not in rows.index)
     ind = HeadSet.parse(rows.loc["induction", "head_set"]).validate(h.adapter.n_layers, h.adapter.n_heads)
     assert len(ind) == spec.heads.k
+    rnd = rows.loc[["random"]] if "random" in rows.index else rows.iloc[:0]
+    sizes = {len(HeadSet.parse(x)) for x in rnd["head_set"]}
+    assert len(rnd) >= spec.controls.random_sets and (len(ind) in sizes)
+    if len(target) == 0:
+        assert sizes == {len(ind)} and len(rnd) == spec.controls.random_sets
