@@ -34,7 +34,15 @@ A2      as A1 without ``distinct_words``; templates .30,               908      
 A3      text .10, templates .25, pair_rules 0, single_labels .45,      1,087    .06-.10 up to 7k; .81 / 4.72     .55, .52, .50, first_3way .23, .47,
         ``pair_lines`` .25 (NOTES.md's PD variant + 25% two-word              at 8k; .90 / 2.36 at 9k          binary_fruit_month .48 (.66, p 3e-4, at 8k;
         lines); 9,000 steps, 9 linear checkpoints                                                                .62 at 3k), furniture .44; PDst .41
+A4      text .10, templates .25, pair_rules 0, single_labels .35,      339      .06-.07 up to 3.6k; .86 / 2.87   PDs .53, PDo .45, PDst .52 (``checkpoints.probe``,
+        copy .30, **batch 8** (Aoyama: fewer tokens to induction for  (2 thr, at 4.8k (4.9M tokens); .95 / 0.06    64 prompts): at chance at every checkpoint, on
+        smaller B x C); 12,000 steps, 2 threads on idle cores         36.8k    at 12k                           training words too
+                                                                      tok/s)
 ======  ==========================================================  =======  ===============================  ====================================================
+
+A4 (2026-12-03, session 6) brought induction forward in tokens (4.9M vs 10-16M for A1-A3 at batch 16;
+the Aoyama law predicts 10^5.7 * sqrt(8 * 128) = 16M) but, like A1-A3, no label-reading circuit
+followed in the 7,200 steps after it. With A4 the search used 57.4 of its 60 training minutes.
 
 The shipped A2 series measured by the toolkit itself (``ablate icl``, 120 items, 10 shots, greedy exact
 label, held-out words): at step 8,000 every task at chance (pd_category_letter .50,
@@ -44,7 +52,7 @@ step 0 all at chance; format compliance 0 at 0 shots, .94-.98 from 2 shots. On *
 (``python -m ablate.icl.probe ... --part train``) the same tasks are at chance at steps 4,000-8,000
 too: the series has no label-reading circuit at all, so the gap is not held-out generalisation.
 
-Training total 2,964 s (49.4 min) plus the 141 s reproduction check. Reading: in all three, the
+Training total for A1-A3 2,964 s (49.4 min) plus the 141 s reproduction check, and A4's 339 s. Reading: in all three, the
 induction head forms late (steps 5,000-8,000; NOTES.md's 2-thread run of the A3-like variant formed
 it at 3,000-4,500 and then read the mapping on training words, PDst 1.00, held-out .64-.72) and
 leaves too few steps after it for a label-reading circuit; no attempt reads the mapping from context
