@@ -86,7 +86,7 @@ import torch
 from ablate.model.errors import AblateError
 from ablate.intervene.engine import capture_operator_inputs, run_conditions
 from ablate.intervene.operators import Condition, Patch
-from ablate.model.handle import ModelHandle, encode_ids, pad_batch
+from ablate.model.handle import ModelHandle, encode_ids, encode_many, pad_batch
 
 __all__ = ["IclMetricError", "PreparedPrompt", "prepare_prompt", "score_prompts", "evaluate_items",
            "prompt_batch", "METRIC_COLUMNS"]
@@ -154,7 +154,10 @@ def prepare_prompt(tokenizer: Any, prompt: str, labels: Sequence[str], gold: str
         if gold not in labels:
             raise IclMetricError(f"gold label {gold!r} is not among the candidates {labels}")
         gold = labels.index(gold)
-    P = encode_ids(tokenizer, prompt)
+    # every encoding this prompt needs, in one tokenizer call (prompt, prompt + label, span prefixes)
+    texts = [prompt] + [prompt + " " + lab for lab in labels] + [prompt[:x] for s, e in label_spans for x in (s, e)]
+    enc = encode_many(tokenizer, texts)
+    P, wholes, spans = enc[0], enc[1:1 + len(labels)], enc[1 + len(labels):]
     bos: list[int] = []
     if add_bos:
         if tokenizer.bos_token_id is None:
@@ -163,8 +166,7 @@ def prepare_prompt(tokenizer: Any, prompt: str, labels: Sequence[str], gold: str
     if not P and not bos:
         raise IclMetricError("prepare_prompt: the prompt has no tokens (and no BOS was requested)")
     cands = []
-    for lab in labels:
-        whole = encode_ids(tokenizer, prompt + " " + lab)
+    for lab, whole in zip(labels, wholes):
         c = whole[len(P):] if whole[:len(P)] == P else encode_ids(tokenizer, " " + lab)
         if not c:
             raise IclMetricError(
@@ -192,8 +194,8 @@ def prepare_prompt(tokenizer: Any, prompt: str, labels: Sequence[str], gold: str
             maximal[r] = g
             node_loc[g] = (r, len(ids) + len(g) - 1)
     demo_tokens = []
-    for s, e in label_spans:
-        a, b = encode_ids(tokenizer, prompt[:s]), encode_ids(tokenizer, prompt[:e])
+    for n in range(len(label_spans)):
+        a, b = spans[2 * n], spans[2 * n + 1]
         if P[:len(a)] == a and P[:len(b)] == b and len(b) > len(a) and len(a) + len(bos) >= 1:
             demo_tokens.append([(len(bos) + i, P[i]) for i in range(len(a), len(b))])
         else:
@@ -278,7 +280,8 @@ class _LabelEnd:
 
 def _forward_rows(handle: ModelHandle, prepared: Sequence[PreparedPrompt], rows: list, conds: list, *,
                   reference: dict | None, source: dict | None, batch_size: int,
-                  patch_from: Sequence[PreparedPrompt] | None, progress: bool, desc: str) -> dict:
+                  patch_from: Sequence[PreparedPrompt] | None, progress: bool, desc: str,
+                  reused: dict[str, dict] | None = None) -> dict:
     """Run ``rows`` = [(prompt index, suffix, ids, positions)] under every condition.
 
     Returns ``{(prompt index, suffix): [per condition {position: (lse, argmax, logits of U, column map)}]}``.
@@ -302,7 +305,7 @@ def _forward_rows(handle: ModelHandle, prepared: Sequence[PreparedPrompt], rows:
         if len(batches) > 1 and len(batches[-1]) == 1:  # a lone last row has no other row to resample from
             last = batches.pop()
             batches[-1] = batches[-1] + last
-    reused: dict[str, dict] = {}
+    reused = {} if reused is None else reused  # the mean-ablation reference's capture, shared by every pass
     # gathered[(i, r)][k] -> {pos: (lse, argmax, {tok: logit})}
     gathered: dict[tuple[int, int], list[dict[int, tuple[float, int, dict[int, float]]]]] = {}
     bar = None
@@ -333,10 +336,8 @@ def _forward_rows(handle: ModelHandle, prepared: Sequence[PreparedPrompt], rows:
                               for _, t in d})
         U = torch.tensor(vocab_ids, dtype=torch.long)
 
-        def reducer(logits: torch.Tensor, rs: slice, pos=pos, B=B, U=U) -> torch.Tensor:
-            r_idx = torch.arange(rs.start, rs.stop) % B
-            p = pos[r_idx].to(logits.device)  # [n, Pmax]
-            sel = logits[torch.arange(logits.shape[0], device=logits.device)[:, None], p].float()  # [n, Pmax, V]
+        def reducer(logits: torch.Tensor, rs: slice, U=U) -> torch.Tensor:
+            sel = logits.float()  # [n, Pmax, V]: gathered at pos before the unembedding (gather=)
             lse = torch.logsumexp(sel, -1, keepdim=True)
             am = sel.argmax(-1, keepdim=True).float()
             return torch.cat([lse, am, sel[:, :, U.to(logits.device)]], -1).cpu()
@@ -345,7 +346,7 @@ def _forward_rows(handle: ModelHandle, prepared: Sequence[PreparedPrompt], rows:
         captured = capture_operator_inputs(handle, batch, bconds, reference=reference, source=bsource, reuse=reused)
         reused.update(captured)
         out = run_conditions(handle, batch, bconds, reference=reference, source=bsource, reduce=reducer,
-                             captured=captured)
+                             captured=captured, gather=pos)
         out = out.double().numpy()  # [K, B, Pmax, 2+|U|]
         col = {t: 2 + n for n, t in enumerate(vocab_ids)}
         for b, j in enumerate(bidx):
@@ -397,9 +398,10 @@ def score_prompts(handle: ModelHandle, prepared: Sequence[PreparedPrompt], condi
     # all forward rows (prompt index, suffix, ids, positions to gather)
     rows = [(i, tuple(node), pp.prompt_ids + list(node), pp.row_positions(r))
             for i, pp in enumerate(prepared) for r, node in enumerate(pp.rows)]
+    reused: dict[str, dict] = {}
     gathered = _forward_rows(handle, prepared, rows, conds, reference=reference, source=source,
                              batch_size=batch_size, patch_from=patch_from if patching else None,
-                             progress=progress, desc=desc)
+                             progress=progress, desc=desc, reused=reused)
 
     def at(i, k, node):
         pp = prepared[i]
@@ -421,7 +423,7 @@ def score_prompts(handle: ModelHandle, prepared: Sequence[PreparedPrompt], condi
             rows2 = rows2 * 2
         gathered.update(_forward_rows(handle, prepared, rows2, conds, reference=reference, source=source,
                                       batch_size=batch_size, patch_from=patch_from if patching else None,
-                                      progress=False, desc=desc))
+                                      progress=False, desc=desc, reused=reused))
     ends = _LabelEnd(tok)
 
     res = {m: np.full((K, N), np.nan) for m in METRIC_COLUMNS}

@@ -44,9 +44,11 @@ def capture_head_outputs(handle: ModelHandle, batch: Batch, layers: Iterable[int
     a = handle.adapter
     saved = {}
     with torch.inference_mode():
-        with handle.nn.trace(prepare_inputs(batch), **handle.trace_kwargs()):
+        with handle.nn.trace(prepare_inputs(batch), **handle.trace_kwargs()) as tracer:
             for l in layers:
                 saved[l] = _envoy(handle, a.module_path("o_proj", l)).input.save()
+            if not handle.remote:
+                tracer.stop()  # the blocks above the last captured layer and the unembedding never run
     B, T = batch["input_ids"].shape
     return {l: v.detach().reshape(B, T, a.n_heads, a.head_dim).clone() for l, v in saved.items()}
 
@@ -68,9 +70,11 @@ def capture_residual(handle: ModelHandle, batch: Batch, layers: Iterable[int]) -
     a = handle.adapter
     saved = {}
     with torch.inference_mode():
-        with handle.nn.trace(prepare_inputs(batch), **handle.trace_kwargs()):
+        with handle.nn.trace(prepare_inputs(batch), **handle.trace_kwargs()) as tracer:
             for l in want:
                 saved[l] = _envoy(handle, a.module_path("block", l - 1)).output.save()
+            if want and not handle.remote:
+                tracer.stop()
     out = {}
     for l, v in saved.items():
         if not isinstance(v, torch.Tensor):  # pragma: no cover - transformers 5 blocks return tensors
@@ -312,7 +316,8 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
                    reference: Batch | None = None, source: Batch | None = None,
                    reduce: str | Reducer = "logits", max_rows: int | None = None,
                    check_nan: bool = True, prefix: Prefix | None = None,
-                   captured: dict[str, dict] | None = None) -> torch.Tensor:
+                   captured: dict[str, dict] | None = None,
+                   gather: torch.Tensor | None = None) -> torch.Tensor:
     """Run K conditions on one batch in batched traced forward passes; stack results ``[K, B, ...]``.
 
     Args:
@@ -333,6 +338,10 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
             condition must touch only layers >= ``prefix.layer``.
         captured: activations already captured for mean / resample / patch operators (as built
             by :func:`capture_operator_inputs`), so a sweep of many calls captures them once.
+        gather: ``[B, P]`` positions (into the padded batch) of the logits the caller reads: the
+            final hidden state is gathered there before the unembedding, so the logits handed to
+            ``reduce`` are ``[rows, P, V]`` and the vocabulary projection runs on ``P`` positions,
+            not ``T`` (exact: the unembedding is position-wise). Only with a callable ``reduce``.
 
     Returns:
         A tensor whose first two dims are (condition, item).
@@ -340,6 +349,13 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
     conds = [Condition.coerce(c) for c in conditions]
     if not conds:
         raise InterventionError("run_conditions needs at least one condition (use None for the clean run)")
+    if gather is not None:
+        if not callable(reduce):
+            raise InterventionError(f"gather= hands reduce gathered logits [rows, P, V]; reduce={reduce!r} "
+                                    "expects full logits: pass a callable reduce, or no gather")
+        if gather.dim() != 2 or gather.shape[0] != batch["input_ids"].shape[0]:
+            raise InterventionError(f"gather has shape {tuple(gather.shape)}; it must be [B, P] with B = "
+                                    f"{batch['input_ids'].shape[0]} rows of the batch")
     batch = {"input_ids": batch["input_ids"],
              "attention_mask": batch.get("attention_mask", torch.ones_like(batch["input_ids"]))}
     B, T = batch["input_ids"].shape
@@ -384,6 +400,10 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
                 for l, writes in todo:
                     x = _envoy(handle, a.module_path("o_proj", l)).input
                     _apply_writes(x.view(n, T, a.n_heads, a.head_dim), writes, rows, B, last)
+                if gather is not None:  # unembed only the positions the caller reads
+                    u = _envoy(handle, a.unembed_path())
+                    g = gather[torch.arange(rows.start, rows.stop) % B].to(handle.device)
+                    u.input = u.input[torch.arange(n, device=handle.device)[:, None], g]
                 logits = handle.nn.output.logits.save()
         red = _reduce(reduce, logits, chunk, rows)
         if check_nan and red.is_floating_point() and not _sum_is_finite(red):

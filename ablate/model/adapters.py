@@ -174,6 +174,12 @@ class ArchAdapter:
                 ) from None
             return out
 
+    def unembed_path(self) -> str:
+        """Dotted path of the unembedding module (the spec's, or the one ``get_output_embeddings``
+        returns when the spec's path does not exist in this ``transformers`` version)."""
+        u = self.unembed()
+        return next(n for n, m in self.model.named_modules() if m is u)
+
     def module_path(self, kind: str, layer: int | None = None) -> str:
         """Dotted path of a module ("o_proj", "attn", "ln_attn", "block") as nnsight/envoys see it."""
         if kind == "block":
