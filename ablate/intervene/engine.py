@@ -376,6 +376,8 @@ def run_conditions(handle: ModelHandle, batch: Batch, conditions: Sequence[Any],
 
     plan = plan_writes(batch, conds, acts)
     last = last_positions(batch["attention_mask"])
+    if reduce == "last_logits" and gather is None:  # unembed only each row's last real token
+        gather, reduce = last[:, None], _first_gathered
     ids = batch["input_ids"].repeat(K, 1)
     am = batch["attention_mask"].repeat(K, 1)
     if max_rows is None:
@@ -452,6 +454,10 @@ def capture_operator_inputs(handle: ModelHandle, batch: Batch, conditions: Seque
         b = {"input_ids": b["input_ids"], "attention_mask": b.get("attention_mask", torch.ones_like(b["input_ids"]))}
         acts[key] = {"acts": capture_head_outputs(handle, b, layers), "mask": b["attention_mask"]}
     return acts
+
+
+def _first_gathered(logits: torch.Tensor, rows: slice) -> torch.Tensor:
+    return logits[:, 0]
 
 
 def _sum_is_finite(t: torch.Tensor) -> bool:
