@@ -298,6 +298,9 @@ def spec_from_dict(d: dict, source: str = "<dict>") -> Spec:
     """Build and validate a :class:`Spec` from a parsed TOML dict (errors name ``source``)."""
     if not isinstance(d, dict):
         raise SpecError(f"{source}: a spec must be a TOML table")
+    if "variants" in d:
+        raise SpecError(f"{source}: this is a factors study (it has [[variants]]), which trains its own series: "
+                        "run it with `ablate run SPEC --out DIR` (experiments/emergence_factors/README.md)")
     top: dict[str, Any] = {}
     allowed = set(_TOP) | set(_SECTIONS) | {"parts"}
     for key, value in d.items():

@@ -14,6 +14,9 @@ figure (RUN/figures/...)   function                                         read
 ``emergence_timeline``     :func:`paper_figures.emergence.emergence_timeline`  tables/emergence_tidy.csv
                                                                             (or tables/emergence.csv)
 ``patching_restoration``   :func:`paper_figures.patching.patching_restoration`  patching.parquet
+``paths_breakdown``        :func:`paper_figures.paths.paths_breakdown`      paths.parquet
+``factors``                :func:`paper_figures.factors.factors_figure`     tables/factors_curves.csv +
+                                                                            factors_law.csv
 =========================  ===============================================  =======================
 
 Without ``icl_summary``, the ICL figures are drawn from the clean rows of ``results``. A figure whose
@@ -33,6 +36,7 @@ import pandas as pd
 from .ablation import ablation_drops
 from .curves import score_curves
 from .emergence import emergence_timeline
+from .factors import factors_figure
 from .heatmaps import ri_heatmaps
 from .icl import accuracy_vs_shots, icl_levels
 from .patching import patching_restoration
@@ -48,6 +52,17 @@ MAX_TASK_PANELS = 12
 
 def _has_steps(df: pd.DataFrame | None, col: str, value) -> bool:
     return df is not None and col in df.columns and (df[col].astype(str) == value).any()
+
+
+def _law_params(run: Path) -> dict:
+    """The law's constants of a factors study (its manifest), for the figure's reference line."""
+    import json
+
+    try:
+        law = json.loads((run / "manifest.json").read_text())["spec"]["law"]
+        return {"log10_c": float(law["log10_c"]), "exponent": float(law["exponent"]), "curve": law["curve"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def render_run(run_dir: str | Path, *, step: int | None = None, formats: tuple[str, ...] = FORMATS,
@@ -76,6 +91,8 @@ def render_run(run_dir: str | Path, *, step: int | None = None, formats: tuple[s
     patching = read_table(run, "patching")
     paths = read_table(run, "paths")
     sig = read_table(run / "tables", "significance_tidy.csv")
+    factors_curves = read_table(run / "tables", "factors_curves.csv")
+    factors_law = read_table(run / "tables", "factors_law.csv")
     emer = read_table(run / "tables", "emergence_tidy.csv")
     if emer is None:
         emer = read_table(run / "tables", "emergence.csv")
@@ -116,6 +133,9 @@ def render_run(run_dir: str | Path, *, step: int | None = None, formats: tuple[s
          lambda: patching_restoration(patching)),
         ("paths_breakdown", paths is not None and len(paths) > 0, "paths.parquet (a [paths] section)",
          lambda: paths_breakdown(paths)),
+        ("factors", factors_curves is not None and factors_law is not None,
+         "tables/factors_curves.csv and factors_law.csv (a factors study after `ablate stats`)",
+         lambda: factors_figure(factors_curves, factors_law, **_law_params(run))),
     ]
     written: list[Path] = []
     for name, present, needs, make in jobs:

@@ -36,10 +36,23 @@ import click
 @click.option("--remote", is_flag=True,
               help="Run the traces on NDIF (a hub model via --model; needs NDIF_API_KEY and the network).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def run_command(spec, out, series, model, new, executor, address, workers, device, dtype, remote, no_progress):
+@click.option("--preset", default=None,
+              help="Factors studies (emergence_factors) only: train every variant on this preset's shape and steps "
+                   "instead of the spec's (tiny: the whole study in about a minute, to try it out).")
+def run_command(spec, out, series, model, new, executor, address, workers, device, dtype, remote, no_progress,
+                preset):
     """Run SPEC (a .toml file or a shipped spec name) into --out; finished cells are skipped."""
+    from experiments.factors import is_factors_spec
     from experiments.runner import run_spec
     from experiments.spec import load_spec
+
+    if is_factors_spec(spec):
+        _run_factors(spec, out, new=new, preset=preset, progress=not no_progress,
+                     unsupported={"--series": series, "--model": model, "--executor ray": executor == "ray",
+                                  "--remote": remote, "--device": device != "auto", "--dtype": dtype != "auto"})
+        return
+    if preset:
+        raise click.UsageError("--preset goes with a factors study (a spec with [[variants]], e.g. emergence_factors)")
 
     if executor == "local" and (address or workers):
         raise click.UsageError("--address and --workers go with --executor ray")
@@ -57,4 +70,23 @@ def run_command(spec, out, series, model, new, executor, address, workers, devic
     click.echo(summary.line())
     if summary.cells_failed:
         click.echo(f"{summary.cells_failed} cell(s) failed; see `ablate status {out}`. Re-run to retry them.", err=True)
+        sys.exit(1)
+
+
+def _run_factors(spec, out, *, new, preset, progress, unsupported):
+    """A factors study: train every variant, then measure every checkpoint (experiments.factors)."""
+    from experiments.factors import load_factors_spec, run_factors
+
+    given = [k for k, v in unsupported.items() if v]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} cannot be used with a factors study ({spec}): it trains its own "
+                               "series on this machine's CPU; leave the option out")
+    s = load_factors_spec(spec)
+    if preset:
+        s = s.with_preset(preset)
+    summary = run_factors(s, out, new=new, progress=progress, print_fn=click.echo)
+    click.echo(summary.line())
+    if summary.cells_failed:
+        click.echo(f"{summary.cells_failed} measurement cell(s) failed; see `ablate status {out}`. Re-run to retry "
+                   "them.", err=True)
         sys.exit(1)

@@ -78,6 +78,11 @@ def stats_command(run, prereg, basis, alpha, n_boot, no_mixed_model, allow_parti
     if p_resolution is not None and not 0 < p_resolution < 1:
         raise click.BadParameter(f"{p_resolution} must lie in (0, 1), e.g. 0.05 (needs R >= 19 random sets) "
                                  "or 0.01 (R >= 99)", param_hint="--p-resolution")
+    from experiments.factors import is_factors_run
+
+    if is_factors_run(root):  # a factors study: onsets per variant and the induction-formation law
+        _factors_stats(root, n_boot=n_boot, seed=seed)
+        return
     path = root / "results.parquet"
     has_manifest = (root / MANIFEST).is_file()
     if not has_manifest and not path.exists():
@@ -119,3 +124,23 @@ def stats_command(run, prereg, basis, alpha, n_boot, no_mixed_model, allow_parti
             f"the pre-registered family is incomplete: checkpoint(s) {incomplete} have failed or unfinished cells "
             f"({sum(len(by_step[s]) for s in incomplete)} cells; see `ablate status {run}`). Re-run `ablate run` "
             "into the same folder to finish them, or pass --allow-partial to accept the partial tables")
+
+
+def _factors_stats(root: Path, *, n_boot: int, seed: int) -> None:
+    from experiments.factors import read_factors_manifest
+    from experiments.validate import ValidationError
+    from stats.factors import write_factors_tables
+    from stats.tables import to_markdown
+
+    names = read_factors_manifest(root).get("variants", [])
+    missing = [v for v in names if not (root / "variants" / v / "head_scores.parquet").exists()]
+    if len(missing) == len(names):
+        raise ValidationError(f"{root}: no variant of the factors study has been measured yet; run "
+                              f"`ablate run SPEC --out {root}` to train and measure them (finished work is kept)")
+    paths = write_factors_tables(root, n_boot=min(n_boot, 500), seed=seed)
+    for name in ("law", "fit"):
+        click.echo(paths[name].with_suffix(".md").read_text())
+    if missing:
+        click.echo(f"not yet measured (left out of the tables): {', '.join(missing)}", err=True)
+    click.echo(f"tables written to {root}/tables/ (factors_variants, factors_onsets, factors_law, factors_fit, "
+               "factors_curves)")

@@ -23,7 +23,12 @@ def _by_kind(st) -> dict[str, tuple[int, int]]:
 @click.option("--verbose", "-v", is_flag=True, help="List every pending and failed cell.")
 def status_command(run, verbose):
     """Show done / pending / failed cells of RUN."""
+    from experiments.factors import is_factors_run
     from experiments.store import RunStore
+
+    if is_factors_run(run):
+        _factors_status(run, verbose)
+        return
 
     st = RunStore(run).status()
     total = len(st.done) + len(st.pending) + len(st.failed)
@@ -34,3 +39,33 @@ def status_command(run, verbose):
     if verbose:
         for k in st.pending:
             click.echo(f"  pending {k}")
+
+
+def _factors_status(run, verbose) -> None:
+    """A factors study: per variant, how far training got and the measurement run's cells."""
+    import json
+    from pathlib import Path
+
+    from experiments.factors import read_factors_manifest
+    from experiments.store import RunStore
+
+    root = Path(run)
+    names = read_factors_manifest(root).get("variants", [])
+    click.echo(f"{run}: factors study with {len(names)} variants")
+    for v in names:
+        try:
+            steps = max(int(c["step"]) for c in json.loads((root / "series" / v / "series.json").read_text())["checkpoints"])
+            trained = f"trained to step {steps}"
+        except (OSError, ValueError, KeyError):
+            trained = "not trained yet"
+        vdir = root / "variants" / v
+        if (vdir / "manifest.json").exists():
+            st = RunStore(vdir).status()
+            total = len(st.done) + len(st.pending) + len(st.failed)
+            meas = f"measurement {len(st.done)}/{total} cells, {len(st.failed)} failed"
+            if verbose:
+                for k, err in st.failed.items():
+                    meas += f"\n    FAILED {k}: {err}"
+        else:
+            meas = "not measured yet"
+        click.echo(f"  {v}: {trained}; {meas}")
