@@ -38,7 +38,17 @@ A4      text .10, templates .25, pair_rules 0, single_labels .35,      339      
         copy .30, **batch 8** (Aoyama: fewer tokens to induction for  (2 thr, at 4.8k (4.9M tokens); .95 / 0.06    64 prompts): at chance at every checkpoint, on
         smaller B x C); 12,000 steps, 2 threads on idle cores         36.8k    at 12k                           training words too
                                                                       tok/s)
+A5      A4's batch 8 with A1's mix (text .10, templates .25,          1,619    .22 / 7.41 at 8k; .94 / 0.65     .55 (p .16), first_3way .34, second_digit .48,
+        pair_rules .10, single_labels .35, copy .20, ``pair_lines``    (1 thr,  at 10k; stays formed to 30k      same_diff .52, binary_fruit_month .43; best of any
+        .3), **30,000 steps** (20k steps after induction for a         19.0k                                     step: category_letter .60 at 16k (p .018, not
+        label-reading circuit), 6 log + 15 linear checkpoints          tok/s)                                    < .001); training words at 30k .55/.34/.50/.52
 ======  ==========================================================  =======  ===============================  ====================================================
+
+A5 (2026-12-05, session 8) tested the "too few steps after induction" reading directly: 20,000 steps
+after the induction head formed, and still no label reading on held-out or training words (all
+tasks at chance at steps 8k, 16k, 22k, 26k, 30k; 120 items each). So the missing circuit is not a
+matter of steps after induction at this size and mix. A5 took the search to 84 of its 60 minutes
+(A1-A4 57.4 min + A5 27.0 min): the budget is exceeded, and the series part of issue 14 is not reached.
 
 A4 (2026-12-03, session 6) brought induction forward in tokens (4.9M vs 10-16M for A1-A3 at batch 16;
 the Aoyama law predicts 10^5.7 * sqrt(8 * 128) = 16M) but, like A1-A3, no label-reading circuit
