@@ -6,7 +6,11 @@ the Aoyama et al. (2025) law for induction-head formation against the measured o
 * ``induction``: the best head's prefix-matching score (``head_scores.parquet``);
 * ``SIH``: the best head's relation index above its own fake-tail null, ``max_h max_r [RI_h(r) -
   RI_h^baseline(r)]`` over the forward relations, heads with >= ``min_events`` gated events;
-* ``PD``: the mean over tasks of (PD - chance) at the largest shot count, clean prompts (``icl_summary``);
+* ``PD``: the mean over tasks of (``pd_cont`` - chance) at the largest shot count, clean prompts
+  (``icl_summary``): the gold label's probability renormalised within the task's label candidates,
+  so it is independent of the format (greedy-exact PD counts a model that answers no label as
+  wrong, and its curve then rises from below chance to chance as FC is learned: that is FC, not PD;
+  measured on the first real run, 2026-12-05). Summaries without ``pd_cont`` fall back to ``pd``;
 * ``FC``: the mean FC at the largest shot count, clean prompts.
 
 Each curve is dated by :func:`stats.emergence.fit_sigmoid` (the toolkit's one rule, docs/statistics.md:
@@ -75,7 +79,8 @@ def variant_curves(head_scores: pd.DataFrame | None, icl_summary: pd.DataFrame |
             s = s[s["condition"].astype(str).isin(["clean", "none", "nan", "None"]) | s["condition"].isna()]
         if not s.empty:
             top = s[s["shots"] == s["shots"].max()]
-            g = top.assign(pdc=top["pd"] - top["chance"]).groupby("step").agg(
+            pd_col = "pd_cont" if "pd_cont" in top.columns and top["pd_cont"].notna().any() else "pd"
+            g = top.assign(pdc=top[pd_col] - top["chance"]).groupby("step").agg(
                 tokens_seen=("tokens_seen", "first"), PD=("pdc", "mean"), FC=("fc", "mean")).reset_index()
             parts.append(g[["step", "tokens_seen"]].assign(curve="PD", value=g["PD"]))
             parts.append(g[["step", "tokens_seen"]].assign(curve="FC", value=g["FC"]))
@@ -284,7 +289,8 @@ def write_factors_tables(run: str | Path, *, n_boot: int = 200, seed: int = 0) -
         "onsets": ("When each curve rises, per variant: sigmoid midpoint in log10 tokens with its bootstrap 95% CI "
                    "(dated only when a sigmoid beats a constant and a line)",
                    ["induction = best prefix-matching score; SIH = best RI above its fake-tail null (>= 10 events); "
-                    "PD = mean (PD - chance) and FC = mean FC at the largest shot count, clean prompts."]),
+                    "PD = mean (P(gold | label candidates) - chance) and FC = mean FC at the largest shot count, "
+                    "clean prompts."]),
         "law": ("Induction-head formation: the Aoyama et al. (2025) law log10 N = c + e log10(B*C) vs the measured "
                 "sigmoid midpoint", ["The toolkit dates the midpoint of the rise, not the paper's formation point; "
                                      "a midpoint lies later than the onset of the rise."]),
