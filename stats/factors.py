@@ -116,8 +116,31 @@ def date_curves(curves: pd.DataFrame, *, n_boot: int = 200, seed: int = 0) -> tu
     return pd.DataFrame(rows), boots
 
 
-def law_table(factors: pd.DataFrame, onsets: pd.DataFrame, law: dict) -> pd.DataFrame:
-    """Predicted vs measured onset per variant (``factors``: one row per variant with B, C)."""
+def _rising_at_end(values: np.ndarray) -> bool:
+    """Still climbing at the last checkpoint: the last value is the curve's maximum, stands clear of the
+    median by more than five noise units (checkpoint-to-checkpoint noise, robustly: 1.4826 MAD of the
+    differences / sqrt 2), and the last two intervals carry more than a quarter of the whole rise (a
+    curve that has risen and is levelling off, e.g. .54 -> .70 -> .74 -> .76 -> .81, is not censored)."""
+    v = values[np.isfinite(values)]
+    if v.size < 4 or v[-1] < v.max():
+        return False
+    d = np.diff(v)
+    noise = 1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2)
+    rise = v[-1] - v.min()
+    return bool(v[-1] - np.median(v) > 5 * max(noise, 1e-9) and v[-1] - v[-3] > 0.25 * rise)
+
+
+def law_table(factors: pd.DataFrame, onsets: pd.DataFrame, law: dict,
+              curves: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Predicted vs measured onset per variant (``factors``: one row per variant with B, C).
+
+    A variant whose curve has not finished rising within the tokens it was trained on is **censored**:
+    its onset lies after ``log10 tokens_trained`` (``onset_after_log10_tokens``, a lower bound), and it
+    does not enter the fit. That is the case when the curve is still rising at its last checkpoint
+    (:func:`_rising_at_end` on ``curves``, the variant's curve values) and either no rise is dated or
+    the sigmoid's midpoint lies within 0.15 dex of the end (its top was never observed, so its midpoint
+    is not identified); or when the midpoint is flagged at the right edge of the observed range.
+    """
     curve = law.get("curve", "induction")
     c, e = float(law.get("log10_c", 5.7)), float(law.get("exponent", 0.5))
     rows = []
@@ -125,17 +148,32 @@ def law_table(factors: pd.DataFrame, onsets: pd.DataFrame, law: dict) -> pd.Data
         o = onsets[(onsets["variant"] == v.variant) & (onsets["curve"] == curve)]
         bc = float(v.batch_size * v.seq_len)
         pred = c + e * math.log10(bc)
-        mid = float(o["midpoint_log10_tokens"].iloc[0]) if len(o) and o["emergence"].iloc[0] == "rises at" else float("nan")
+        emergence = o["emergence"].iloc[0] if len(o) else "no curve"
+        reason = str(o["reason"].iloc[0]) if len(o) and "reason" in o.columns else ""
+        mid = float(o["midpoint_log10_tokens"].iloc[0]) if emergence == "rises at" else float("nan")
         lo = float(o["ci_low"].iloc[0]) if len(o) else float("nan")
         hi = float(o["ci_high"].iloc[0]) if len(o) else float("nan")
+        trained = float(v.tokens_trained)
+        end = math.log10(trained) if trained > 0 else float("nan")
+        status = "dated" if math.isfinite(mid) else emergence
+        after = float("nan")
+        rising = False
+        if curves is not None and not curves.empty and math.isfinite(end):
+            cv = curves[(curves["variant"] == v.variant) & (curves["curve"] == curve) & (curves["tokens_seen"] > 0)]
+            rising = _rising_at_end(cv.sort_values("tokens_seen")["value"].to_numpy(float))
+        if math.isfinite(mid) and math.isfinite(end) and mid >= end - 0.15 and ("edge" in reason or rising):
+            mid, after = float("nan"), end  # a sigmoid whose top was never observed: its midpoint is not identified
+            status = f"midpoint at the end of the trained tokens: onset after 10^{end:.2f} tokens (censored)"
+        elif not math.isfinite(mid) and rising:
+            after = end
+            status = f"still rising at the end: onset after 10^{end:.2f} tokens (censored)"
         rows.append({"variant": v.variant, "B": int(v.batch_size), "C": int(v.seq_len), "BxC": int(bc),
                      "n_layers": int(v.n_layers), "d_model": int(v.d_model), "few_shot_share": float(v.few_shot_share),
                      "predicted_log10_tokens": pred, "measured_log10_tokens": mid,
                      "ci_low": lo if math.isfinite(mid) else float("nan"),
                      "ci_high": hi if math.isfinite(mid) else float("nan"),
                      "measured_minus_predicted": mid - pred,
-                     "tokens_trained": float(v.tokens_trained),
-                     "status": "dated" if math.isfinite(mid) else (o["emergence"].iloc[0] if len(o) else "no curve")})
+                     "tokens_trained": trained, "onset_after_log10_tokens": after, "status": status})
     return pd.DataFrame(rows)
 
 
@@ -258,7 +296,7 @@ def factors_tables(run: str | Path, *, n_boot: int = 200, seed: int = 0) -> dict
     if not onsets_df.empty:
         onsets_df = onsets_df[["variant"] + [c for c in onsets_df.columns if c != "variant"]]
     law = manifest["spec"]["law"]
-    lt = law_table(factors, onsets_df, law)
+    lt = law_table(factors, onsets_df, law, curves_df)
     return {"variants": factors, "curves": curves_df, "onsets": onsets_df, "law": lt,
             "fit": law_fit(lt, boots, law, seed=seed)}
 
@@ -266,7 +304,9 @@ def factors_tables(run: str | Path, *, n_boot: int = 200, seed: int = 0) -> dict
 def _fmt(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     out = df.copy()
     for col in out.columns:
-        if out[col].dtype.kind == "f":
+        if out[col].dtype.kind == "f" and col in ("tokens_trained", "tokens_seen"):  # counts, not measurements
+            out[col] = out[col].map(lambda v: "" if not np.isfinite(v) else f"{v:,.0f}")
+        elif out[col].dtype.kind == "f":
             out[col] = out[col].map(lambda v: "" if not np.isfinite(v) else f"{v:.{digits}f}")
         elif out[col].dtype.kind == "O":  # None (e.g. "law inside CI?" when no CI exists) prints as empty
             out[col] = out[col].map(lambda v: "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else str(v))

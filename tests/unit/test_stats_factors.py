@@ -66,7 +66,8 @@ def test_a_flat_curve_is_not_dated_and_leaves_the_exponent_unfitted():
     assert on.set_index("curve").loc["PD", "emergence"] == "no data"  # absent curves are said, not dropped
     factors = pd.DataFrame({"variant": ["a"], "batch_size": [8], "seq_len": [64], "n_layers": [2], "d_model": [32],
                             "few_shot_share": [0.3], "tokens_trained": [1e7]})
-    table = law_table(factors, on.assign(variant="a"), {"log10_c": 5.7, "exponent": 0.5, "curve": "induction"})
+    table = law_table(factors, on.assign(variant="a"), {"log10_c": 5.7, "exponent": 0.5, "curve": "induction"},
+                      flat.assign(variant="a"))
     assert table["status"].iloc[0] == "not emerged" and np.isnan(table["measured_log10_tokens"].iloc[0])
     assert table["predicted_log10_tokens"].iloc[0] == pytest.approx(5.7 + 0.5 * np.log10(512))
     fit = law_fit(table, {}, {"log10_c": 5.7, "exponent": 0.5})
@@ -96,3 +97,21 @@ def test_variant_curves_by_hand():
     assert c["SIH"] == pytest.approx(0.3)
     assert c["PD"] == pytest.approx(((0.8 - 0.5) + (0.6 - 1 / 3)) / 2)
     assert c["FC"] == pytest.approx(0.85)
+
+
+def test_a_curve_still_rising_at_the_end_is_censored_not_dated():
+    """Induction that starts to form only in the last checkpoints: no sigmoid midpoint inside the
+    trained tokens, so the law table reports the onset as later than the tokens trained (a lower bound)."""
+    rng = np.random.default_rng(2)
+    x = np.linspace(5.5, 7.0, 22)
+    late = pd.DataFrame({"step": np.arange(1, 23), "tokens_seen": 10 ** x, "curve": "induction",
+                         "value": 0.04 + np.where(x > 6.85, (x - 6.85) * 1.2, 0) + rng.normal(0, 0.01, 22)})
+    on, boots = date_curves(late, n_boot=50)
+    factors = pd.DataFrame({"variant": ["a"], "batch_size": [4], "seq_len": [64], "n_layers": [2], "d_model": [32],
+                            "few_shot_share": [0.3], "tokens_trained": [1e7]})
+    row = law_table(factors, on.assign(variant="a"), {"log10_c": 5.7, "exponent": 0.5}, late.assign(variant="a")).iloc[0]
+    assert np.isnan(row["measured_log10_tokens"]) and row["onset_after_log10_tokens"] == pytest.approx(7.0)
+    assert "censored" in row["status"] and "10^7.00" in row["status"], row["status"]
+    # without the curve values, an undated curve stays undated (no censoring claimed from the onset alone)
+    flat_rise = on.assign(variant="a", emergence="steady trend, no onset", midpoint_log10_tokens=np.nan)
+    assert "censored" not in law_table(factors, flat_rise, {"log10_c": 5.7, "exponent": 0.5}).iloc[0]["status"]
