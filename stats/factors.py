@@ -29,9 +29,10 @@ variants whose curve is dated:
   with the same dating bootstrap CI; the law's ``c`` lies inside it or not.
 
 A midpoint is not the same event as the paper's "formation point" (the toolkit dates the middle of the
-rise); the table says which it uses. Variants that differ in other factors at the same ``B * C`` enter the
-fit like any other (the law says the onset does not depend on them); their ratio to the base variant
-is in the onsets table.
+rise); the table says which it uses. Variants that change another factor (layers, width, few-shot share)
+enter ``a_at_law_exponent`` like any other (the law says the onset does not depend on them), but not the
+fitted exponent of ``B * C``, which uses only the variants that share the base's other factors (the most
+common combination), so that it is not confounded; the note says how many were left out.
 """
 
 from __future__ import annotations
@@ -209,6 +210,19 @@ def law_fit(table: pd.DataFrame, boots: dict[str, np.ndarray], law: dict, *, n_b
                      "ci_dating_high": hi, "ci_ols_low": float("nan"), "ci_ols_high": float("nan"), "n_variants": n,
                      "law_inside_ci": bool(lo <= c <= hi) if math.isfinite(lo) else None,
                      "note": f"log10 tokens at B*C = 1 with the exponent fixed at {e}; the law says {c}"})
+    # the exponent of B*C from the variants that differ from the base only in B and C (the modal
+    # layers / width / few-shot share): a variant that also changes another factor would confound it
+    other = ["n_layers", "d_model", "few_shot_share"]
+    if n and all(k in d.columns for k in other):
+        base = table[other].apply(tuple, axis=1).mode().iloc[0]
+        fam = np.array([tuple(r) == base for r in d[other].itertuples(index=False)], bool)
+    else:
+        fam = np.ones(n, bool)
+    n_left = int((~fam).sum())
+    d, x, y, draws = d[fam], x[fam], y[fam], [b for b, f in zip(draws, fam) if f]
+    n, n_bc = len(d), d["BxC"].nunique() if len(d) else 0
+    have_boot = n > 0 and all(len(b) for b in draws)
+    left_out = f"; {n_left} dated variant(s) changing another factor left out" if n_left else ""
     if n_bc >= 2:
         slope = lambda yy: float(np.polyfit(x, yy, 1)[0])  # noqa: E731
         b_hat = slope(y)
@@ -223,12 +237,12 @@ def law_fit(table: pd.DataFrame, boots: dict[str, np.ndarray], law: dict, *, n_b
         rows.append({"quantity": "exponent_of_BxC", "law": e, "estimate": b_hat, "ci_dating_low": lo,
                      "ci_dating_high": hi, "ci_ols_low": olo, "ci_ols_high": ohi, "n_variants": n,
                      "law_inside_ci": all(inside) if inside else None,
-                     "note": f"least squares over {n} dated variants at {n_bc} distinct B*C"})
+                     "note": f"least squares over {n} dated variants at {n_bc} distinct B*C{left_out}"})
     else:
         rows.append({"quantity": "exponent_of_BxC", "law": e, "estimate": float("nan"), "ci_dating_low": float("nan"),
                      "ci_dating_high": float("nan"), "ci_ols_low": float("nan"), "ci_ols_high": float("nan"),
                      "n_variants": n, "law_inside_ci": None,
-                     "note": f"not fitted: the dated variants span {n_bc} distinct B*C (needs >= 2)"})
+                     "note": f"not fitted: the dated variants span {n_bc} distinct B*C (needs >= 2){left_out}"})
     return pd.DataFrame(rows)
 
 

@@ -115,3 +115,18 @@ def test_a_curve_still_rising_at_the_end_is_censored_not_dated():
     # without the curve values, an undated curve stays undated (no censoring claimed from the onset alone)
     flat_rise = on.assign(variant="a", emergence="steady trend, no onset", midpoint_log10_tokens=np.nan)
     assert "censored" not in law_table(factors, flat_rise, {"log10_c": 5.7, "exponent": 0.5}).iloc[0]["status"]
+
+
+def test_exponent_uses_only_variants_that_change_B_and_C():
+    """A 3-layer variant with an onset far off the law must not bend the fitted exponent of B*C (it
+    changes another factor), but it does enter the offset at the law's exponent, which the law says
+    is the same for every variant."""
+    table, _ = _study(0.5)
+    boots = {v: np.full(50, m) for v, m in zip(table["variant"], table["measured_log10_tokens"])}
+    odd = table.iloc[[1]].assign(variant="deep", n_layers=3, measured_log10_tokens=table["measured_log10_tokens"].iloc[1] + 1)
+    boots["deep"] = np.full(50, float(odd["measured_log10_tokens"].iloc[0]))
+    fit = law_fit(pd.concat([table, odd], ignore_index=True), boots, {"log10_c": 5.7, "exponent": 0.5},
+                  n_boot=200).set_index("quantity")
+    assert abs(fit.loc["exponent_of_BxC", "estimate"] - 0.5) < 0.05 and fit.loc["exponent_of_BxC", "n_variants"] == 4
+    assert "1 dated variant(s) changing another factor left out" in fit.loc["exponent_of_BxC", "note"]
+    assert fit.loc["a_at_law_exponent", "n_variants"] == 5 and fit.loc["a_at_law_exponent", "estimate"] > 5.8
