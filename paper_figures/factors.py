@@ -4,8 +4,10 @@ induction midpoints against the Aoyama et al. (2025) law.
 Left panel: the best prefix-matching score against log10 tokens seen, one line per variant (seaborn
 ``lineplot``), each dated midpoint marked with its bootstrap CI as a horizontal bar. Right panel: the
 measured midpoint (log10 tokens, CI as error bars) against log10(B * C), the law's line ``c + e
-log10(B * C)`` dashed, and the least-squares fit through the dated variants solid (when >= 2 distinct
-B * C are dated). Reads ``RUN/tables/factors_curves.csv`` and ``factors_law.csv`` (``ablate stats``).
+log10(B * C)`` dashed, and the least-squares fit through the dated variants that change only B and C
+solid (when >= 2 distinct B * C are dated; :func:`stats.factors.bxc_family`; variants that change
+another factor are squares); a censored variant (still rising at its last checkpoint) is a triangle at
+its lower bound, the tokens it was trained on. Reads ``RUN/tables/factors_curves.csv`` and ``factors_law.csv`` (``ablate stats``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+
+from stats.factors import bxc_family
 
 from .style import TEXT_WIDTH, palette, paper_style
 
@@ -52,18 +56,20 @@ def factors_figure(curves: pd.DataFrame, law: pd.DataFrame, *, log10_c: float = 
         xs = np.linspace(x.min() - 0.2, x.max() + 0.2, 20) if len(x) else np.linspace(2, 4, 20)
         bx.plot(xs, log10_c + exponent * xs, "--", color="0.4", lw=1,
                 label=f"law: {log10_c} + {exponent} log10(B*C)")
-        for r, xi in zip(lw.itertuples(), x):
+        after = pd.to_numeric(lw.get("onset_after_log10_tokens", pd.Series(np.nan, index=lw.index)), errors="coerce")
+        fam = bxc_family(lw)
+        for r, xi, lb, in_fam in zip(lw.itertuples(), x, after, fam):
+            tag = "" if in_fam else " (other factor)"
             if np.isfinite(r.measured_log10_tokens):
                 bx.errorbar([xi], [r.measured_log10_tokens],
                             yerr=[[r.measured_log10_tokens - r.ci_low], [r.ci_high - r.measured_log10_tokens]],
-                            fmt="o", color=colors[r.variant], ms=4, capsize=2, label=r.variant)
-            else:
-                bx.plot([xi], [r.predicted_log10_tokens], "x", color=colors[r.variant], ms=5,
-                        label=f"{r.variant} (not dated)")
-        dated = np.isfinite(lw["measured_log10_tokens"].to_numpy(float))
+                            fmt="o" if in_fam else "s", color=colors[r.variant], ms=4, capsize=2, label=r.variant + tag)
+            elif np.isfinite(lb):  # censored: the onset lies after the trained tokens (a lower bound)
+                bx.plot([xi], [lb], "^", color=colors[r.variant], ms=6, label=f"{r.variant}{tag}: after 10^{lb:.2f}")
+        dated = np.isfinite(lw["measured_log10_tokens"].to_numpy(float)) & fam
         if dated.sum() >= 2 and len(set(x[dated])) >= 2:
             b, a = np.polyfit(x[dated], lw["measured_log10_tokens"].to_numpy(float)[dated], 1)
-            bx.plot(xs, a + b * xs, "-", color="black", lw=1, label=f"fit: exponent {b:.2f}")
+            bx.plot(xs, a + b * xs, "-", color="black", lw=1, label=f"fit (B, C only): exponent {b:.2f}")
         bx.set_xlabel("log10(B x C)  (sequences x tokens per batch)")
         bx.set_ylabel("induction midpoint, log10 tokens")
         bx.set_title("measured vs the Aoyama et al. (2025) law")

@@ -178,6 +178,16 @@ def law_table(factors: pd.DataFrame, onsets: pd.DataFrame, law: dict,
     return pd.DataFrame(rows)
 
 
+def bxc_family(table: pd.DataFrame) -> np.ndarray:
+    """Mask of the rows that share the base's other factors (the most common layers / width / few-shot
+    share): the variants that differ only in B and C, from which the exponent of B*C is fitted."""
+    other = ["n_layers", "d_model", "few_shot_share"]
+    if table.empty or not all(k in table.columns for k in other):
+        return np.ones(len(table), bool)
+    base = table[other].apply(tuple, axis=1).mode().iloc[0]
+    return np.array([tuple(r) == base for r in table[other].itertuples(index=False)], bool)
+
+
 def law_fit(table: pd.DataFrame, boots: dict[str, np.ndarray], law: dict, *, n_boot: int = 2000,
             seed: int = 0) -> pd.DataFrame:
     """Fit ``midpoint = a + b log10(B*C)`` over the dated variants (module docstring); one row per quantity."""
@@ -212,12 +222,7 @@ def law_fit(table: pd.DataFrame, boots: dict[str, np.ndarray], law: dict, *, n_b
                      "note": f"log10 tokens at B*C = 1 with the exponent fixed at {e}; the law says {c}"})
     # the exponent of B*C from the variants that differ from the base only in B and C (the modal
     # layers / width / few-shot share): a variant that also changes another factor would confound it
-    other = ["n_layers", "d_model", "few_shot_share"]
-    if n and all(k in d.columns for k in other):
-        base = table[other].apply(tuple, axis=1).mode().iloc[0]
-        fam = np.array([tuple(r) == base for r in d[other].itertuples(index=False)], bool)
-    else:
-        fam = np.ones(n, bool)
+    fam = bxc_family(table)[np.isfinite(table["measured_log10_tokens"].to_numpy(float))]
     n_left = int((~fam).sum())
     d, x, y, draws = d[fam], x[fam], y[fam], [b for b, f in zip(draws, fam) if f]
     n, n_bc = len(d), d["BxC"].nunique() if len(d) else 0
