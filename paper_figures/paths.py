@@ -37,7 +37,8 @@ def paths_breakdown(paths: pd.DataFrame, *, max_panels: int = 3) -> plt.Figure:
     if not {"target", "induction"} & set(roles):
         raise ValueError("paper_figures.paths_breakdown: the paths table has no target or induction set")
     steps = sorted(d["step"].unique())[-max_panels:]
-    nr = paths.loc[paths["role"] == "random", "control_index"].nunique()
+    rnd = paths[paths["role"] == "random"]
+    nr = rnd.groupby("step")["head_set"].nunique()  # distinct random sets of each checkpoint
     colors = dict(zip(ORDER_GROUPS, palette(len(ORDER_GROUPS))))
     with paper_style():
         fig, axes = plt.subplots(1, len(steps), figsize=(COLUMN_WIDTH * max(1, len(steps)) / 1.6, 2.6),
@@ -56,7 +57,7 @@ def paths_breakdown(paths: pd.DataFrame, *, max_panels: int = 3) -> plt.Figure:
             ax.scatter(x, tot, marker="D", color="black", s=14, zorder=3, label="total" if st == steps[0] else None)
             ax.axhline(0, color="0.5", lw=0.6)
             ax.set_xticks(x)
-            ax.set_xticklabels([f"random\n(R = {nr})" if r == "random" else r for r in roles])
+            ax.set_xticklabels([f"random\n(R = {int(nr.get(st, 0))})" if r == "random" else r for r in roles])
             ax.set_title(f"step {st}")
         axes[0][0].set_ylabel("drop of the gold label\n(clean - path-patched)")
         fig.legend(loc="outside right upper", frameon=False)
