@@ -71,9 +71,11 @@ def to_hooked_transformer(handle: ModelHandle):
     return tl.eval()
 
 
-def tl_head_sweep(tl, input_ids: torch.Tensor, head_sets: Sequence[HeadSet | str]) -> torch.Tensor:
-    """Last-position logits ``[n_sets, B, V]`` with each head set zero-ablated, the TransformerLens way:
-    a hook on ``hook_z`` of every layer the set touches, one forward per set."""
+def tl_head_sweep(tl, input_ids: torch.Tensor, head_sets: Sequence[HeadSet | str], *,
+                  last_only: bool = True) -> torch.Tensor:
+    """Logits with each head set zero-ablated, the TransformerLens way: a hook on ``hook_z`` of every
+    layer the set touches, one forward per set. ``[n_sets, B, V]`` at the last position
+    (``last_only``), else ``[n_sets, B, T, V]``."""
     out = []
     with torch.no_grad():
         for s in head_sets:
@@ -84,7 +86,8 @@ def tl_head_sweep(tl, input_ids: torch.Tensor, head_sets: Sequence[HeadSet | str
 
             hooks = [(f"blocks.{l}.attn.hook_z", lambda z, hook, heads=tuple(hh): hook_zero(z, heads))
                      for l, hh in by_layer.items()]
-            out.append(tl.run_with_hooks(input_ids, fwd_hooks=hooks)[:, -1])
+            logits = tl.run_with_hooks(input_ids, fwd_hooks=hooks)
+            out.append(logits[:, -1] if last_only else logits)
     return torch.stack(out)
 
 
@@ -121,6 +124,8 @@ def run_tl(threads: int = 2, repeats: int = 2, rows: int = 4, seq: int = 128,
     conds = [Condition(str(s), (ZeroAblate(s),)) for s in sets]
     fns = {
         "TransformerLens (hook_z, one forward per head)": lambda: tl_head_sweep(tl, ids, sets),
+        "toolkit per-head loop, every position's logits (TransformerLens's work)":
+            lambda: torch.stack([run_intervention(h, b, c, reduce="logits")[:, -1] for c in conds]),
         "toolkit per-head loop (nnsight, one forward per head)":
             lambda: torch.stack([run_intervention(h, b, c, reduce="last_logits") for c in conds]),
         "toolkit shared-prefix sweep (head_sweep)": lambda: head_sweep(h, b, sets, "zero", reduce="last_logits"),
@@ -144,6 +149,7 @@ def run_tl(threads: int = 2, repeats: int = 2, rows: int = 4, seq: int = 128,
     t_tl = best[names[0]]
     for k in names:
         print_fn(f"    {k}: {best[k]:.2f}s  ({t_tl / best[k]:.2f}x TransformerLens's speed)")
-    return {"tl_s": t_tl, "loop_s": best[names[1]], "shared_s": best[names[2]],
-            "shared_vs_tl": t_tl / best[names[2]], "loop_vs_tl": t_tl / best[names[1]],
+    return {"tl_s": t_tl, "loop_all_s": best[names[1]], "loop_s": best[names[2]], "shared_s": best[names[3]],
+            "shared_vs_tl": t_tl / best[names[3]], "loop_vs_tl": t_tl / best[names[2]],
+            "loop_all_vs_tl": t_tl / best[names[1]],
             "max_abs_diff": diff, "clean_diff": same, "load": load}
