@@ -32,7 +32,11 @@ def test_paths_cells_tables_stats_and_figure(tiny_series, tmp_path):
     r = cli.invoke(ablate, ["run", str(_spec(tmp_path, tiny_series)), "--out", str(run), "--no-progress"])
     assert r.exit_code == 0, r.output
     p = pd.read_parquet(run / "paths.parquet")
-    assert set(p["role"]) == {"target", "induction", "random"} and p.loc[p.role == "random", "control_index"].nunique() == 3
+    assert set(p["role"]) == {"target", "induction", "random"}
+    # a 1-head set in a 2x2 model has at most 2 distinct matched random sets: the sets are distinct,
+    # so fewer than the 3 asked for exist and all of them are used
+    n_rand = p[p.role == "random"].groupby("step")["control_index"].nunique()
+    assert ((n_rand >= 1) & (n_rand <= 2)).all(), n_rand
     assert set(p["step"]) == {20, 30} and set(p["task"]) == {"pd_category_letter", "binary_fruit_month"}
     k = ["step", "task", "role", "control_index", "item"]
     parts = p[p["path"] != "total"].groupby(k)["effect"].sum()
@@ -63,7 +67,8 @@ def test_paths_cells_tables_stats_and_figure(tiny_series, tmp_path):
     r = cli.invoke(ablate, ["stats", str(run), "--n-boot", "20", "--no-mixed-model"])
     assert r.exit_code == 0, r.output
     tab = pd.read_csv(run / "tables" / "paths_tidy.csv")
-    assert set(tab["condition"]) == {"target", "induction"} and (tab["R"] == 3).all()
+    assert set(tab["condition"]) == {"target", "induction"}
+    assert (tab["R"] == tab["step"].map(n_rand)).all(), (tab[["step", "R"]], n_rand)
     assert "Through which paths" in (run / "tables" / "paths.md").read_text()
     cli.invoke(ablate, ["figures", str(run), "--format", "png"])  # ablation_drops has nothing to draw on tiny
     assert (run / "figures" / "paths_breakdown.png").is_file()
