@@ -199,6 +199,14 @@ def _ablation_inputs(ctx: CellContext, key: CellKey) -> tuple[ConditionBlock, di
     return block, reference, 0 if key.clean else 1
 
 
+def _nothing_to_ablate(key: CellKey) -> pd.DataFrame:
+    """An ablation cell of a checkpoint where no head set is non-empty (nothing passed the selection
+    rule and no induction set is asked for): finished, with no rows (the heads cell says why)."""
+    out = pd.DataFrame()
+    out.attrs["forward_rows"] = 0
+    return out
+
+
 # ---- the cell functions ------------------------------------------------------------------------
 
 def scores_cell(ctx: CellContext, key: CellKey) -> pd.DataFrame:
@@ -234,6 +242,8 @@ def lr_cell(ctx: CellContext, key: CellKey) -> pd.DataFrame:
     from ablate.icl.loss_reduction import loss_reduction
 
     block, reference, offset = _ablation_inputs(ctx, key)
+    if not block.conditions:
+        return _nothing_to_ablate(key)
     docs = heldout_documents(ctx.spec.icl.lr_documents)
     df = loss_reduction(ctx.handle, list(docs), block.conditions, reference=reference)
     df["task"] = "lr_docs"
@@ -252,6 +262,8 @@ def icl_cell(ctx: CellContext, key: CellKey) -> pd.DataFrame:
     from ablate.icl.metrics import evaluate_items
 
     block, reference, offset = _ablation_inputs(ctx, key)
+    if not block.conditions:
+        return _nothing_to_ablate(key)
     items = icl_items(ctx.spec, key.task)
     df = evaluate_items(ctx.handle, items, block.conditions, reference=reference)
     out = _decorate(df, ctx, key.op, block, offset)

@@ -62,12 +62,21 @@ def step_scores(scores: pd.DataFrame, step: int) -> pd.DataFrame:
 
 # ---- stages ------------------------------------------------------------------------------------
 
-def _groups(spec, scores: pd.DataFrame) -> list[tuple[str, str]]:
+def scored_relations(spec, scores: pd.DataFrame) -> list[str]:
+    """The relations a scores table holds for this spec: the syntactic ones of ``[scores] relations``,
+    then those of the ``[scores] kg`` sources (every other relation name with RI rows), sorted."""
+    have = set(scores.loc[scores["score"] == "relation_index", "relation"]) - {""}
+    kg = sorted(have - set(spec.scores.relations)) if spec.scores.kg else []
+    return [r for r in spec.scores.relations if r in have] + kg
+
+
+def _groups(spec, scores: pd.DataFrame, relations: list[str] | None = None) -> list[tuple[str, str]]:
     have = set(zip(scores["relation"], scores["direction"]))
-    return [(r, d) for r in spec.scores.relations for d in spec.scores.directions if (r, d) in have]
+    rels = scored_relations(spec, scores) if relations is None else relations
+    return [(r, d) for r in rels for d in spec.scores.directions if (r, d) in have]
 
 
-def sih_heads(spec, scores: pd.DataFrame, handle=None) -> tuple[HeadSet, str, dict]:
+def sih_heads(spec, scores: pd.DataFrame, handle=None, relations: list[str] | None = None) -> tuple[HeadSet, str, dict]:
     """SIHs of one checkpoint by ``spec.heads.rule`` from its scores rows.
 
     * ``topk``: :func:`ablate.scores.selection.top_k_heads` -- the k heads with the largest
@@ -82,7 +91,7 @@ def sih_heads(spec, scores: pd.DataFrame, handle=None) -> tuple[HeadSet, str, di
     from ablate.scores.selection import select_sihs, top_k_heads
 
     h = spec.heads
-    groups = _groups(spec, scores)
+    groups = _groups(spec, scores, relations)
     top = top_k_heads(scores, h.k, groups=groups, null="baseline", min_events=h.min_events)
     details = {"groups": [f"{r}/{d}" for r, d in groups], "min_events": h.min_events,
                "tau": spec.scores.tau, "tau_percentile": spec.scores.tau_percentile,
@@ -115,8 +124,23 @@ def target_sets(spec, scores: pd.DataFrame | None, n_layers: int, n_heads: int, 
         return [TestedSet("target", -1, HeadSet.parse(e).validate(n_layers, n_heads), "explicit",
                           {"explicit": list(h.explicit)} if one else {"explicit": e, "of": list(h.explicit)})
                 for e in h.explicit]
-    heads, rule, det = sih_heads(spec, scores, handle)
-    return [TestedSet("target", -1, heads, rule, det)]
+    if not h.by_relation:
+        heads, rule, det = sih_heads(spec, scores, handle)
+        return [TestedSet("target", -1, heads, rule, det)]
+    # one set per relation; relations that select the same heads share one tested set (listed together)
+    out: dict[str, TestedSet] = {}
+    for rel in scored_relations(spec, scores):
+        heads, rule, det = sih_heads(spec, scores, handle, relations=[rel])
+        if not len(heads):
+            continue
+        if str(heads) in out:
+            out[str(heads)].details["relations"].append(rel)
+        else:
+            out[str(heads)] = TestedSet("target", -1, heads, rule, {**det, "relations": [rel]})
+    if not out:
+        heads, rule, det = sih_heads(spec, scores, handle)
+        return [TestedSet("target", -1, heads, rule, {**det, "relations": []})]
+    return list(out.values())
 
 
 def induction_set(scores: pd.DataFrame, k: int) -> TestedSet:

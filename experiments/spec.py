@@ -39,6 +39,7 @@ Example (``experiments/sih_ablation/spec.toml``)::
     min_events = 10                 # a head's RI counts only with >= this many gated (triplet, j) events
     induction = true                # also ablate conventional induction heads as a comparison set
     explicit = []                   # head sets like "L1H2,L0H3" when select = "explicit" (each is tested)
+    by_relation = false             # one SIH set per relation of [scores] (syntactic and kg), each tested
 
     [controls]
     random_sets = 8                 # R matched random head sets (same size and layer histogram)
@@ -130,6 +131,7 @@ class HeadsSpec:
     min_events: int = 10
     induction: bool = True
     explicit: tuple[str, ...] = ()
+    by_relation: bool = False       # one SIH set per scored relation (each tested, each with its random sets)
 
 
 @dataclass(frozen=True)
@@ -353,6 +355,9 @@ def validate(spec: Spec) -> None:
     h = spec.heads
     if h.k < 1:
         raise SpecError(f"{src}: key heads.k must be >= 1, got {h.k}")
+    if h.by_relation and h.select != "sih" and spec.ablation:
+        raise SpecError(f"{src}: key heads.by_relation = true selects SIHs per relation; it needs heads.select = "
+                        f"\"sih\" (got {h.select!r})")
     if h.select == "explicit" and spec.ablation:
         if not h.explicit:
             raise SpecError(f"{src}: key heads.explicit is empty but heads.select = \"explicit\"; "
@@ -402,17 +407,35 @@ def _validate_scores(spec: Spec) -> None:
     src, sc = spec.source, spec.scores
     from ablate.triplets.syntax import DEFAULT_LABEL_MAP
 
+    from ablate.triplets.kg import check_kg_source
+
     bad = [r for r in sc.relations if r not in DEFAULT_LABEL_MAP]
-    if bad or not sc.relations:
-        raise SpecError(f"{src}: key scores.relations: unknown relation {bad[0] if bad else None!r}"
-                        f"{_suggest(bad[0] if bad else '', DEFAULT_LABEL_MAP)}")
+    if bad:
+        raise SpecError(f"{src}: key scores.relations: unknown relation {bad[0]!r}{_suggest(bad[0], DEFAULT_LABEL_MAP)}")
+    if not sc.relations and not sc.kg:
+        raise SpecError(f"{src}: keys scores.relations and scores.kg are both empty; name syntactic relations "
+                        f"(e.g. [\"subj\", \"obj\"]) or KG sources (e.g. [\"templates\", \"wordnet\"])")
+    for k in sc.kg:
+        why = check_kg_source(k)
+        if why:
+            raise SpecError(f"{src}: key scores.kg: {why}")
+    if "wordnet" in sc.kg and "builtin" in sc.kg:
+        raise SpecError(f"{src}: key scores.kg lists both \"wordnet\" and \"builtin\" (the same relation names; "
+                        "builtin is WordNet's offline stand-in): keep one")
+    if "wordnet" in sc.kg:
+        from ablate.triplets.kg import WordNetUnavailableError, _wordnet
+
+        try:
+            _wordnet()
+        except WordNetUnavailableError as e:
+            raise SpecError(f"{src}: key scores.kg names \"wordnet\": {e}") from None
     if not sc.directions:
         raise SpecError(f"{src}: key scores.directions must name \"forward\" and/or \"reverse\"")
     if sc.tau is not None and sc.tau < 0:
         raise SpecError(f"{src}: key scores.tau = {sc.tau}: must be >= 0 (0 = argmax only)")
     if sc.tau_percentile is not None and not 0 <= sc.tau_percentile <= 100:
         raise SpecError(f"{src}: key scores.tau_percentile = {sc.tau_percentile}: must lie in [0, 100]")
-    for k in ("max_tokens", "n_random", "random_length", "batch_size"):
+    for k in ("max_tokens", "n_random", "random_length", "batch_size", "kg_pairs"):
         if getattr(sc, k) < 1:
             raise SpecError(f"{src}: key scores.{k} must be >= 1, got {getattr(sc, k)}")
     if sc.n_sentences is not None and sc.n_sentences < 1:

@@ -17,6 +17,8 @@ figure (RUN/figures/...)   function                                         read
 ``paths_breakdown``        :func:`paper_figures.paths.paths_breakdown`      paths.parquet
 ``factors``                :func:`paper_figures.factors.factors_figure`     tables/factors_curves.csv +
                                                                             factors_law.csv
+``relations``              :func:`paper_figures.relations.relations_figure` tables/relations_ri.csv (+
+                                                                            _overlap, _cross)
 =========================  ===============================================  =======================
 
 Without ``icl_summary``, the ICL figures are drawn from the clean rows of ``results``. A figure whose
@@ -41,6 +43,7 @@ from .heatmaps import ri_heatmaps
 from .icl import accuracy_vs_shots, icl_levels
 from .patching import patching_restoration
 from .paths import paths_breakdown
+from .relations import relations_figure
 from .inputs import read_table
 from .style import DPI, FORMATS, save_figure
 
@@ -93,6 +96,9 @@ def render_run(run_dir: str | Path, *, step: int | None = None, formats: tuple[s
     sig = read_table(run / "tables", "significance_tidy.csv")
     factors_curves = read_table(run / "tables", "factors_curves.csv")
     factors_law = read_table(run / "tables", "factors_law.csv")
+    rel_ri = read_table(run / "tables", "relations_ri.csv")
+    rel_ov = read_table(run / "tables", "relations_overlap.csv")
+    rel_cross = read_table(run / "tables", "relations_cross.csv")
     emer = read_table(run / "tables", "emergence_tidy.csv")
     if emer is None:
         emer = read_table(run / "tables", "emergence.csv")
@@ -136,6 +142,9 @@ def render_run(run_dir: str | Path, *, step: int | None = None, formats: tuple[s
         ("factors", factors_curves is not None and factors_law is not None,
          "tables/factors_curves.csv and factors_law.csv (a factors study after `ablate stats`)",
          lambda: factors_figure(factors_curves, factors_law, **_law_params(run))),
+        ("relations", rel_ri is not None and len(rel_ri) > 0,
+         "tables/relations_ri.csv (a run with [scores] kg or heads.by_relation, after `ablate stats`)",
+         lambda: relations_figure(rel_ri, rel_ov, rel_cross)),
     ]
     written: list[Path] = []
     for name, present, needs, make in jobs:

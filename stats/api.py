@@ -69,6 +69,7 @@ class SignificanceResult:
     patching: Any = None  #: :class:`stats.patching.PatchingResult` when the run patched (else None)
     paths: Any = None  #: the :func:`stats.paths.analyze_paths` table when the run path-patched (else None)
     documents: pd.DataFrame = field(default_factory=pd.DataFrame)
+    relations: Any = None  #: :class:`stats.relations.RelationsResult` when the run scored KG relations / by relation
 
     def summary(self) -> str:
         """One plain-language paragraph generated from the numbers."""
@@ -506,4 +507,13 @@ def run_stats(run_dir: str | Path, **kwargs) -> SignificanceResult:
         out.paths = analyze_paths(pd.read_parquet(run / "paths.parquet"), n_boot=min(kwargs.get("n_boot", 2000), 1000),
                                   seed=kwargs.get("seed", 0))
     out.write(run)
+    if (run / "manifest.json").exists():
+        from .relations import is_relations_spec, write_relations_tables
+
+        try:
+            spec = json.loads((run / "manifest.json").read_text()).get("spec", {}) or {}
+        except (OSError, ValueError):
+            spec = {}
+        if is_relations_spec(spec):
+            out.relations = write_relations_tables(run, seed=kwargs.get("seed", 0))
     return out

@@ -114,7 +114,7 @@ def to_markdown(df: pd.DataFrame) -> str:
     """GitHub-flavoured Markdown table (pipes in cells escaped)."""
     if df.empty:
         return "(no rows)\n"
-    cells = df.astype(str).apply(lambda s: s.str.replace("|", "\\|", regex=False))
+    cells = df.astype(object).apply(lambda s: s.map(lambda v: str(v).replace("|", "\\|")))
     head = "| " + " | ".join(df.columns) + " |"
     sep = "|" + "|".join("---" for _ in df.columns) + "|"
     body = ["| " + " | ".join(r) + " |" for r in cells.to_numpy()]

@@ -42,7 +42,12 @@ class ScanConfig:
     Attributes:
         sentences: sentence source for :func:`ablate.triplets.syntax.load_sentences` (None: shipped file).
         n_sentences: seeded subsample size (None: all).
-        relations: syntactic relations.
+        relations: syntactic relations (may be empty when ``kg`` names a source).
+        kg: knowledge-graph sources scored beside them (:func:`ablate.triplets.kg.kg_word_triplets`:
+            ``"wordnet"``, ``"builtin"``, ``"templates"``, ``"tsv:PATH"``); their relation names
+            (``Hyponym-of``, ``Part-of``, ``Antonym-of``, ``Category-of``, a TSV's own) become
+            relation groups of the scores table like the syntactic ones.
+        kg_pairs: pairs per KG relation (seeded draw; ``builtin`` and TSV sources are used whole).
         directions: ``("forward", "reverse")`` by default.
         tau, tau_percentile: the QK gate (see :func:`ablate.scores.relation_index.relation_index`);
             ``tau`` 0 or None = argmax only.
@@ -60,6 +65,8 @@ class ScanConfig:
     sentences: str | None = None
     n_sentences: int | None = None
     relations: tuple[str, ...] = ("subj", "obj", "mod")
+    kg: tuple[str, ...] = ()
+    kg_pairs: int = 100
     directions: tuple[Direction, ...] = ("forward", "reverse")
     tau: float | None = 2.2
     tau_percentile: float | None = None
@@ -74,7 +81,7 @@ class ScanConfig:
     pipeline: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("relations", "directions", "nulls"):
+        for name in ("relations", "kg", "directions", "nulls"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def as_dict(self) -> dict:
@@ -91,13 +98,24 @@ def _parse(sentences: str | None, n_sentences: int | None, relations: tuple[str,
            seed: int) -> tuple[WordTriplet, ...]:
     from ablate.triplets.syntax import load_sentences, parse_word_triplets
 
+    if not relations:
+        return ()
     sents = load_sentences(sentences, n=n_sentences, seed=seed)
     return tuple(parse_word_triplets(sents, relations=list(relations), pipeline=pipeline))
 
 
+@lru_cache(maxsize=8)
+def _kg(sources: tuple[str, ...], max_pairs: int, seed: int) -> tuple[WordTriplet, ...]:
+    from ablate.triplets.kg import kg_word_triplets
+
+    return tuple(kg_word_triplets(sources, max_pairs=max_pairs, seed=seed)) if sources else ()
+
+
 def parse_for_scan(config: ScanConfig, seed: int = 0) -> list[WordTriplet]:
-    """Load and parse the configured sentences (tokenizer-independent triplets; cached per process)."""
-    return list(_parse(config.sentences, config.n_sentences, config.relations, config.pipeline, seed))
+    """The configured sentences parsed (syntactic relations) plus the configured KG sources' triplets
+    (tokenizer-independent; cached per process)."""
+    return (list(_parse(config.sentences, config.n_sentences, config.relations, config.pipeline, seed))
+            + list(_kg(config.kg, config.kg_pairs, seed)))
 
 
 def relation_index_of(handle: Any, config: ScanConfig, *, seed: int = 0, word_triplets: Sequence[WordTriplet] | None = None,

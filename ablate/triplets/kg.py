@@ -18,6 +18,10 @@ multi-token rule as the syntactic relations) and adds reverse directions.
   says how to install it.
 * :func:`builtin_word_triplets`: a small embedded hypernymy / part-of graph (written for this
   project) rendered the same way: the offline default.
+* :func:`category_word_triplets`: ``Category-of`` (word -> its category) over the category words
+  of :mod:`ablate.icl.wordlists` -- the relation the built-in training recipe's template sentences
+  teach ("A plum is a fruit."), rendered into longer sentences of the same meaning.
+* :func:`kg_word_triplets`: the sources a spec names (``[scores] kg``), in one list.
 * :func:`tsv_word_triplets`: rows ``head<TAB>relation<TAB>tail<TAB>sentence`` (header optional);
   head and tail are found in the sentence as whole words (case-insensitive, first occurrence,
   non-overlapping).
@@ -37,8 +41,9 @@ from ablate.model.errors import AblateError
 from ablate.triplets.relations import WordTriplet
 
 __all__ = ["KGError", "WordNetUnavailableError", "ENTITY_LETTERS", "FUNCTION_WORDS", "KG_TEMPLATES",
-           "BUILTIN_KG", "agenda_word_triplets", "load_agenda", "wordnet_word_triplets",
-           "builtin_word_triplets", "tsv_word_triplets", "render"]
+           "BUILTIN_KG", "KG_SOURCES", "agenda_word_triplets", "load_agenda", "wordnet_word_triplets",
+           "builtin_word_triplets", "category_word_triplets", "kg_word_triplets", "check_kg_source",
+           "tsv_word_triplets", "render"]
 
 #: capital letters used as entity placeholders: A, I, N, S, W, E are skipped.
 ENTITY_LETTERS = tuple(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in "AINSWE")
@@ -59,7 +64,12 @@ KG_TEMPLATES: dict[str, tuple[str, ...]] = {
                 "My teacher said that every {t} has a {h} that we can see here."),
     "Antonym-of": ("In the old book I read that {h} is the opposite of {t}, as most people know.",
                    "My teacher said that the word {h} means the opposite of {t} in this story."),
+    "Category-of": ("We were told in class that {h} belongs to the {t} group, and we wrote it down.",
+                    "In the old book I read that {h} is one of the {t} words, as most people know."),
 }
+
+#: the knowledge-graph sources a spec's ``[scores] kg`` may name (``tsv:PATH`` takes a file)
+KG_SOURCES = ("wordnet", "builtin", "templates", "tsv:PATH")
 
 #: the embedded fallback graph: (head, relation, tail), common single words.
 BUILTIN_KG: tuple[tuple[str, str, str], ...] = tuple(
@@ -137,6 +147,69 @@ def builtin_word_triplets(relations: Sequence[str] | None = None, *, seed: int =
     """The embedded fallback KG (:data:`BUILTIN_KG`), rendered into sentences."""
     pairs = [p for p in BUILTIN_KG if relations is None or p[1] in relations]
     return render(pairs, seed=seed)
+
+
+def category_word_triplets(*, part: str = "all", max_pairs: int | None = None, seed: int = 0) -> list[WordTriplet]:
+    """``Category-of`` triplets (word -> category) over :data:`ablate.icl.wordlists.CATEGORIES`.
+
+    The built-in recipe teaches this relation in its template sentences for *all* category words
+    (training and held-out), so ``part="all"`` is the default; ``max_pairs`` caps the pairs (a
+    seeded draw, kept in word-list order).
+    """
+    from ablate.icl.wordlists import CATEGORIES, split_words
+
+    pairs = [(w, "Category-of", c) for c in CATEGORIES for w in split_words(c, part) if " " not in c]
+    if max_pairs is not None and len(pairs) > max_pairs:
+        keep = sorted(np.random.default_rng(seed).permutation(len(pairs))[:max_pairs])
+        pairs = [pairs[i] for i in keep]
+    return render(pairs, seed=seed)
+
+
+def check_kg_source(source: str) -> str | None:
+    """None when ``source`` is a valid ``[scores] kg`` entry, else what is wrong and how to fix it."""
+    if source in ("wordnet", "builtin", "templates"):
+        return None
+    if source.startswith("tsv:"):
+        p = Path(source[4:]).expanduser()
+        return None if p.is_file() else (f"TSV file {str(p)!r} not found (rows: head<TAB>relation<TAB>tail"
+                                         "<TAB>sentence)")
+    import difflib
+
+    close = difflib.get_close_matches(source, ["wordnet", "builtin", "templates"], n=1)
+    return (f"unknown KG source {source!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; use {', '.join(KG_SOURCES)}")
+
+
+def kg_word_triplets(sources: Sequence[str], *, max_pairs: int = 100, seed: int = 0) -> list[WordTriplet]:
+    """The word triplets of every named source, concatenated (one relation name = one relation).
+
+    * ``wordnet``: Hyponym-of, Part-of and Antonym-of, ``max_pairs`` each (needs WordNet installed);
+    * ``builtin``: the embedded Hyponym-of / Part-of graph (WordNet's offline stand-in: list one of
+      the two, they share relation names);
+    * ``templates``: ``Category-of`` over the recipe's category words, ``max_pairs`` in all;
+    * ``tsv:PATH``: a TSV of triples with sentences (:func:`tsv_word_triplets`).
+
+    Raises:
+        KGError: an unknown source, both ``wordnet`` and ``builtin``, or a source that yields nothing.
+    """
+    for s in sources:
+        bad = check_kg_source(s)
+        if bad:
+            raise KGError(bad)
+    if "wordnet" in sources and "builtin" in sources:
+        raise KGError("kg sources 'wordnet' and 'builtin' both give Hyponym-of and Part-of (builtin is WordNet's "
+                      "offline stand-in); list one of them")
+    out: list[WordTriplet] = []
+    for s in sources:
+        if s == "wordnet":
+            out += wordnet_word_triplets(("Hyponym-of", "Part-of", "Antonym-of"), max_pairs=max_pairs, seed=seed)
+        elif s == "builtin":
+            out += builtin_word_triplets(seed=seed)
+        elif s == "templates":
+            out += category_word_triplets(max_pairs=max_pairs, seed=seed)
+        else:
+            out += tsv_word_triplets(Path(s[4:]).expanduser())[0]
+    return out
 
 
 # ---- WordNet -------------------------------------------------------------------------------
@@ -262,6 +335,9 @@ def wordnet_word_triplets(relations: Sequence[str] = ("Hyponym-of", "Part-of"), 
                     t = word(o)
                     if t is not None and t != h:
                         found.append((h, rel, t))
+        # nltk returns some relations (part holonyms) in set order, which varies with the hash seed:
+        # sort, so the same seed draws the same pairs in every process
+        found = sorted(set(found))
         idx = rng.permutation(len(found))[:max_pairs]
         pairs.extend(found[i] for i in sorted(idx))
     return render(pairs, seed=seed)

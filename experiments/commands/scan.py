@@ -5,6 +5,7 @@ Registered in the ``ablate`` console script by ``experiments.cli`` as ``scan_com
     ablate scan --series runs/series --out runs/scan1
     ablate scan --model path/to/SmolLM2-135M-Instruct.Q4_1.gguf --out runs/smol --n-sentences 200
     ablate scan --series runs/series --out runs/scan2 --relations subj,obj --nulls baseline,shuffled
+    ablate scan --model PATH --out runs/scan3 --kg wordnet,templates      # + KG relations (Q1)
 
 Every ``[scores]`` setting has a flag (values are validated by the spec, with did-you-mean).
 
@@ -48,6 +49,10 @@ def _names(text: str | None) -> list[str] | None:
 @click.option("--tau-percentile", type=float, default=None,
               help="Set tau to this percentile of the dominance ratios instead.")
 @click.option("--relations", default=None, help="Comma-separated syntactic relations (default: subj,obj,mod).")
+@click.option("--kg", default=None,
+              help="Comma-separated KG sources scored beside them: wordnet, builtin, templates, tsv:PATH "
+                   "(relations Hyponym-of, Part-of, Antonym-of, Category-of, or the TSV's own).")
+@click.option("--kg-pairs", type=int, default=None, help="Pairs per KG relation (default 100).")
 @click.option("--directions", default=None, help="Comma-separated: forward, reverse (default: both).")
 @click.option("--nulls", default=None,
               help="Comma-separated RI nulls: baseline (fake tail), shuffled (default: baseline).")
@@ -59,8 +64,8 @@ def _names(text: str | None) -> list[str] | None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
 @click.option("--dtype", default="auto", show_default=True, help="auto (float32 on CPU, bfloat16 on GPU), or a dtype.")
-def scan_command(series, model, steps, out, sentences, n_sentences, tau, tau_percentile, relations, directions,
-                 nulls, ov, max_tokens, n_random, random_length, seed, device, dtype):
+def scan_command(series, model, steps, out, sentences, n_sentences, tau, tau_percentile, relations, kg, kg_pairs,
+                 directions, nulls, ov, max_tokens, n_random, random_length, seed, device, dtype):
     """Score every head (relation index per relation and direction, fake-tail baseline, copying,
     prefix matching) at every checkpoint; resumable per checkpoint."""
     from experiments.runner import run_spec
@@ -69,7 +74,7 @@ def scan_command(series, model, steps, out, sentences, n_sentences, tau, tau_per
         raise click.UsageError("pass exactly one of a series folder (--series) or a single model (--model)")
     spec = scan_spec(series=series, model=model, steps=_steps(steps), seed=seed, sentences=sentences,
                      n_sentences=n_sentences, tau=tau or 0.0, tau_percentile=tau_percentile,
-                     relations=_names(relations), directions=_names(directions), nulls=_names(nulls), ov=ov,
+                     relations=_names(relations), kg=_names(kg), kg_pairs=kg_pairs, directions=_names(directions), nulls=_names(nulls), ov=ov,
                      max_tokens=max_tokens, n_random=n_random, random_length=random_length)
     summary = run_spec(spec, out, device=device, dtype=dtype)
     if summary.cells_failed:

@@ -90,7 +90,19 @@ def stats_command(run, prereg, basis, alpha, n_boot, no_mixed_model, allow_parti
                               "folder of `ablate run SPEC`")
     by_step, lines = incomplete_steps(root) if has_manifest else ({}, [])
     results = pd.read_parquet(path) if path.exists() else None
-    if results is None or len(results) == 0 or "condition" not in results.columns:
+    no_ablation = results is None or len(results) == 0 or "condition" not in results.columns
+    if no_ablation and has_manifest and _relations_scores_only(root, seed):
+        return
+    if not no_ablation and not (results["condition"].astype(str) != "clean").any():
+        # ablation cells ran but had nothing to ablate: no head set was non-empty at any checkpoint
+        if has_manifest and _relations_scores_only(root, seed):
+            click.echo("no ablated rows: no head passed the selection rule at any checkpoint (see "
+                       f"{run}/head_sets.csv); the relation tables above are from the scores alone", err=True)
+            return
+        raise ValidationError(f"{run} has no ablated rows: no head set was non-empty at any checkpoint (nothing passed "
+                              f"the selection rule; see {run}/head_sets.csv). Lower heads.min_events, score more "
+                              "sentences ([scores] n_sentences) or name heads with heads.select = \"explicit\"")
+    if no_ablation:
         n_failed = sum(ln.startswith("failed") for ln in lines)
         why = (f"{n_failed} cell(s) failed, first: {next((ln for ln in lines if ln.startswith('failed')), '')[8:]}"
                if n_failed else "its ablation cells have not run (scan / icl folders hold no ablation results)")
@@ -124,6 +136,21 @@ def stats_command(run, prereg, basis, alpha, n_boot, no_mixed_model, allow_parti
             f"the pre-registered family is incomplete: checkpoint(s) {incomplete} have failed or unfinished cells "
             f"({sum(len(by_step[s]) for s in incomplete)} cells; see `ablate status {run}`). Re-run `ablate run` "
             "into the same folder to finish them, or pass --allow-partial to accept the partial tables")
+
+
+def _relations_scores_only(root: Path, seed: int) -> bool:
+    """A relations run without ablation cells: write its relation tables from the scores; True if done."""
+    from experiments.store import RunStore
+    from stats.relations import is_relations_spec, write_relations_tables
+
+    if not is_relations_spec(RunStore(root).manifest().get("spec", {}) or {}):
+        return False
+    res = write_relations_tables(root, seed=seed)
+    if res is None:
+        return False
+    click.echo(res.ri.to_string(index=False))
+    click.echo(f"tables written to {root}/tables/ (relations_ri, relations_overlap, relations_multi, relations.md)")
+    return True
 
 
 def _factors_stats(root: Path, *, n_boot: int, seed: int) -> None:

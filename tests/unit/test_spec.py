@@ -7,7 +7,7 @@ BASE = {"name": "t", "seed": 1, "series": {"model": "some/model"}}
 
 
 def test_shipped_specs_load():
-    for name in ("sih_ablation", "emergence", "cross_arch"):
+    for name in ("sih_ablation", "emergence", "cross_arch", "sih_paths", "relations"):
         s = load_spec(name)
         assert s.name == name and s.controls.random_sets >= 19  # the empirical p against random heads can reach 1/20 = .05
     s = load_spec("sih_ablation")
