@@ -168,12 +168,21 @@ def multi_relation_heads(scores: pd.DataFrame, *, k: int = 4, min_events: int = 
 
 
 def relations_of_sets(head_sets: pd.DataFrame) -> dict[tuple[int, str], list[str]]:
-    """(step, tested target head set) -> the relations it was selected for (``details.relations``)."""
+    """(step, tested target head set) -> the relations it was selected for (``details.relations``).
+
+    With ``heads.at = "final"`` the sets of earlier checkpoints are the final checkpoint's, whose rows
+    name the relations: a target row without them takes those of the same head set at another step."""
     out: dict[tuple[int, str], list[str]] = {}
-    for r in head_sets[head_sets["role"] == "target"].itertuples():
+    by_set: dict[str, list[str]] = {}
+    targets = head_sets[head_sets["role"] == "target"]
+    for r in targets.itertuples():
         rels = json.loads(r.details or "{}").get("relations")
         if rels:
             out[(int(r.step), r.head_set)] = list(rels)
+            by_set.setdefault(r.head_set, list(rels))
+    for r in targets.itertuples():
+        if (int(r.step), r.head_set) not in out and r.head_set in by_set:
+            out[(int(r.step), r.head_set)] = by_set[r.head_set]
     return out
 
 

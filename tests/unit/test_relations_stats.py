@@ -57,3 +57,17 @@ def test_perfectly_shared_heads_have_a_small_permutation_p():
 
 def test_task_relations():
     assert task_relation("rel_partof") == "Part-of" and task_relation("pd_category_letter") == "Category-of"
+
+
+def test_relations_of_sets_selected_at_the_final_checkpoint():
+    import json
+
+    from stats.relations import relations_of_sets
+
+    hs = pd.DataFrame({"step": [10, 30, 30, 30], "role": ["target", "target", "target", "random"],
+                       "head_set": ["L1H0", "L1H0", "L0H1", "L1H1"],
+                       "details": [json.dumps({"selected_at": "final checkpoint"}),
+                                   json.dumps({"relations": ["subj", "Part-of"]}),
+                                   json.dumps({"relations": ["mod"]}), "{}"]})
+    got = relations_of_sets(hs)
+    assert got == {(10, "L1H0"): ["subj", "Part-of"], (30, "L1H0"): ["subj", "Part-of"], (30, "L0H1"): ["mod"]}
