@@ -3,7 +3,8 @@
 Part A, *across training*: the preset's checkpoint series -- for ``default`` the series shipped
 inside the package (:mod:`checkpoints.embedded`; its hashes are verified, nothing is trained),
 otherwise (or with ``train=True``, ``ablate demo --train``) trained or reused by config hash; scan
-every head at every checkpoint (relation index with its fake-tail baseline, copying, prefix
+every head at every checkpoint (relation index with its fake-tail baseline for the syntactic
+relations and the Category-of relation the recipe's template sentences teach, copying, prefix
 matching); evaluate the three ICL levels; run the shipped ``sih_ablation`` protocol over log-spaced
 checkpoints; statistics (significance + emergence); figures.
 
@@ -183,8 +184,9 @@ def pretrained_folder(kind: str, tokenizer_from: Path | None = None) -> Path:
 
 def _scores(cfg: DemoConfig, part: str) -> dict:
     """The demo's ``[scores]`` section: what the scan plots and what the ablation selects from."""
-    if part == "A":
-        return {"n_sentences": cfg.scan_sentences, "n_random": cfg.scan_random, "nulls": ["baseline"]}
+    if part == "A":  # + Category-of, the relation the series' template sentences teach (docs/science.md §3)
+        return {"n_sentences": cfg.scan_sentences, "n_random": cfg.scan_random, "nulls": ["baseline"],
+                "kg": ["templates"], "kg_pairs": min(60, cfg.scan_sentences)}
     return {"n_sentences": cfg.pt_sentences, "n_random": cfg.pt_random_sequences, "nulls": ["baseline"],
             "batch_size": 8}
 

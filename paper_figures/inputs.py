@@ -25,7 +25,12 @@ def read_table(run_dir: str | Path, name: str) -> pd.DataFrame | None:
     cands = [p] if p.suffix in (".parquet", ".csv") else [p.with_suffix(".parquet"), p.with_suffix(".csv")]
     for c in cands:
         if c.exists():
-            return pd.read_parquet(c) if c.suffix == ".parquet" else pd.read_csv(c)
+            if c.suffix == ".parquet":
+                return pd.read_parquet(c)
+            try:
+                return pd.read_csv(c)
+            except pd.errors.EmptyDataError:  # a table with no rows and no header: nothing to draw
+                return None
     return None
 
 

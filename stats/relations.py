@@ -48,6 +48,12 @@ _SYNTAX = ("subj", "obj", "mod", "nsubj", "dobj", "amod", "poss", "comp", "conj"
 _WORDNET = ("Hyponym-of", "Part-of", "Antonym-of")
 
 
+RI_COLUMNS = ["step", "tokens_seen", "relation", "source", "n_heads_scored", "max_events", "best_head", "best_group",
+              "ri", "baseline", "excess", "n_above", "mean_excess", "n_sig", "top_k"]
+OVERLAP_COLUMNS = ["step", "relation_a", "relation_b", "n_heads", "k_a", "k_b", "overlap", "expected", "shared",
+                   "p_hypergeom", "n_both", "spearman", "p_perm"]
+
+
 def task_relation(task: str) -> str:
     """The relation a task is built from (``Category-of`` for classification and ``pd_*`` tasks)."""
     return TASK_RELATION.get(task, "Category-of")
@@ -107,7 +113,7 @@ def relation_ri(scores: pd.DataFrame, *, k: int = 4, min_events: int = 10, alpha
                 "n_above": int((ok["excess"] > 0).sum()), "mean_excess": float(ok["excess"].mean()) if len(ok) else np.nan,
                 "n_sig": n_sig, "top_k": ",".join(f"L{int(r.layer)}H{int(r.head)}" for r in t[t["selected"]].itertuples()),
             })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=RI_COLUMNS)
 
 
 def _spearman_perm(x: np.ndarray, y: np.ndarray, n_perm: int, seed: int) -> tuple[float, float]:
@@ -148,7 +154,7 @@ def head_overlap(scores: pd.DataFrame, *, k: int = 4, min_events: int = 10, n_pe
                              "expected": len(A) * len(B) / n if n else np.nan,
                              "shared": ",".join(f"L{l}H{h}" for l, h in sorted(A & B)), "p_hypergeom": p_h,
                              "n_both": len(j), "spearman": rho, "p_perm": p_perm})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=OVERLAP_COLUMNS)
 
 
 def multi_relation_heads(scores: pd.DataFrame, *, k: int = 4, min_events: int = 10) -> pd.DataFrame:

@@ -149,3 +149,19 @@ def test_stats_of_a_run_with_nothing_to_ablate_says_why(tiny_series, tmp_path):
             assert r.exit_code != 0 and "no ablated rows" in r.output and "Traceback" not in r.output, r.output
         else:
             assert r.exit_code == 0 and (run / "tables" / "relations_ri.csv").is_file(), r.output
+
+
+def test_ablate_scan_kg_option_and_its_relation_tables(tiny_series, tmp_path):
+    run = tmp_path / "scan"
+    cli = CliRunner()
+    r = cli.invoke(ablate, ["scan", "--series", str(tiny_series), "--steps", "30", "--out", str(run),
+                            "--relations", "subj", "--kg", "builtin,templates", "--kg-pairs", "10", "--tau", "0"])
+    assert r.exit_code == 0, r.output
+    sc = pd.read_parquet(run / "head_scores.parquet")
+    assert {"subj", "Hyponym-of", "Part-of", "Category-of"} <= set(sc.loc[sc.score == "relation_index", "relation"])
+    r = cli.invoke(ablate, ["stats", str(run)])
+    assert r.exit_code == 0, r.output
+    ri = pd.read_csv(run / "tables" / "relations_ri.csv")
+    assert set(ri["relation"]) == {"subj", "Hyponym-of", "Part-of", "Category-of"}
+    r = cli.invoke(ablate, ["scan", "--series", str(tiny_series), "--out", str(tmp_path / "bad"), "--kg", "wordnett"])
+    assert r.exit_code != 0 and "did you mean 'wordnet'" in r.output and "Traceback" not in r.output
