@@ -202,6 +202,10 @@ class Spec:
         d.pop("source")
         if d["paths"] is None:  # specs from before [paths] existed keep their hash (and their run folders)
             del d["paths"]
+        if not d["scores"]["kg"]:  # likewise specs from before [scores] kg and heads.by_relation
+            del d["scores"]["kg"], d["scores"]["kg_pairs"]
+        if not d["heads"]["by_relation"]:
+            del d["heads"]["by_relation"]
         return d
 
     def hash(self) -> str:

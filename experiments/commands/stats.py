@@ -91,11 +91,12 @@ def stats_command(run, prereg, basis, alpha, n_boot, no_mixed_model, allow_parti
     by_step, lines = incomplete_steps(root) if has_manifest else ({}, [])
     results = pd.read_parquet(path) if path.exists() else None
     no_ablation = results is None or len(results) == 0 or "condition" not in results.columns
-    if no_ablation and has_manifest and _relations_scores_only(root, seed):
+    any_failed = any(ln.startswith("failed") for ln in lines)
+    if no_ablation and has_manifest and not any_failed and _relations_scores_only(root, seed):
         return
     if not no_ablation and not (results["condition"].astype(str) != "clean").any():
         # ablation cells ran but had nothing to ablate: no head set was non-empty at any checkpoint
-        if has_manifest and _relations_scores_only(root, seed):
+        if has_manifest and not any_failed and _relations_scores_only(root, seed):
             click.echo("no ablated rows: no head passed the selection rule at any checkpoint (see "
                        f"{run}/head_sets.csv); the relation tables above are from the scores alone", err=True)
             return

@@ -155,3 +155,12 @@ def test_every_scores_setting_has_an_ablate_scan_flag(monkeypatch, tmp_path):
     assert (sc.max_tokens, sc.n_random, sc.random_length, sc.tau_percentile) == (32, 8, 12, 90.0)
     r = CliRunner().invoke(main, ["scan", "--model", str(tmp_path), "--out", str(tmp_path / "o"), "--nulls", "basline"])
     assert r.exit_code != 0 and "did you mean 'baseline'" in r.output
+
+
+def test_specs_without_kg_or_by_relation_keep_their_hash():
+    """[scores] kg and heads.by_relation came later: a spec that does not use them hashes as before,
+    so its existing run folders still resume (the same rule as [paths])."""
+    d = load_spec("sih_ablation").to_dict()
+    assert "kg" not in d["scores"] and "kg_pairs" not in d["scores"] and "by_relation" not in d["heads"]
+    r = load_spec("relations").to_dict()
+    assert r["scores"]["kg"] and r["heads"]["by_relation"] is True
