@@ -199,7 +199,7 @@ def _ablation_inputs(ctx: CellContext, key: CellKey) -> tuple[ConditionBlock, di
     return block, reference, 0 if key.clean else 1
 
 
-def _nothing_to_ablate(key: CellKey) -> pd.DataFrame:
+def _nothing_to_ablate() -> pd.DataFrame:
     """An ablation cell of a checkpoint where no head set is non-empty (nothing passed the selection
     rule and no induction set is asked for): finished, with no rows (the heads cell says why)."""
     out = pd.DataFrame()
@@ -243,7 +243,7 @@ def lr_cell(ctx: CellContext, key: CellKey) -> pd.DataFrame:
 
     block, reference, offset = _ablation_inputs(ctx, key)
     if not block.conditions:
-        return _nothing_to_ablate(key)
+        return _nothing_to_ablate()
     docs = heldout_documents(ctx.spec.icl.lr_documents)
     df = loss_reduction(ctx.handle, list(docs), block.conditions, reference=reference)
     df["task"] = "lr_docs"
@@ -263,7 +263,7 @@ def icl_cell(ctx: CellContext, key: CellKey) -> pd.DataFrame:
 
     block, reference, offset = _ablation_inputs(ctx, key)
     if not block.conditions:
-        return _nothing_to_ablate(key)
+        return _nothing_to_ablate()
     items = icl_items(ctx.spec, key.task)
     df = evaluate_items(ctx.handle, items, block.conditions, reference=reference)
     out = _decorate(df, ctx, key.op, block, offset)

@@ -411,7 +411,7 @@ def _validate_scores(spec: Spec) -> None:
     src, sc = spec.source, spec.scores
     from ablate.triplets.syntax import DEFAULT_LABEL_MAP
 
-    from ablate.triplets.kg import check_kg_source
+    from ablate.triplets.kg import check_kg_sources
 
     bad = [r for r in sc.relations if r not in DEFAULT_LABEL_MAP]
     if bad:
@@ -419,13 +419,9 @@ def _validate_scores(spec: Spec) -> None:
     if not sc.relations and not sc.kg:
         raise SpecError(f"{src}: keys scores.relations and scores.kg are both empty; name syntactic relations "
                         f"(e.g. [\"subj\", \"obj\"]) or KG sources (e.g. [\"templates\", \"wordnet\"])")
-    for k in sc.kg:
-        why = check_kg_source(k)
-        if why:
-            raise SpecError(f"{src}: key scores.kg: {why}")
-    if "wordnet" in sc.kg and "builtin" in sc.kg:
-        raise SpecError(f"{src}: key scores.kg lists both \"wordnet\" and \"builtin\" (the same relation names; "
-                        "builtin is WordNet's offline stand-in): keep one")
+    why = check_kg_sources(sc.kg)
+    if why:
+        raise SpecError(f"{src}: key scores.kg: {why}")
     if "wordnet" in sc.kg:
         from ablate.triplets.kg import WordNetUnavailableError, _wordnet
 

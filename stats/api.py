@@ -445,14 +445,18 @@ def analyze(results: pd.DataFrame, *, cols: Columns = Columns(), min_gap: dict[s
                               units=tested, emergence=emer, settings=settings, documents=docs)
 
 
-def _spec_p_resolution(run: Path) -> float | None:
+def _run_spec(run: Path) -> dict:
+    """The run's spec from RUN/manifest.json ({} when absent or unreadable)."""
     mf = run / "manifest.json"
     if not mf.exists():
-        return None
+        return {}
     try:
-        spec = json.loads(mf.read_text()).get("spec", {})
+        return json.loads(mf.read_text()).get("spec", {}) or {}
     except (OSError, ValueError):
-        return None
+        return {}
+
+
+def _spec_p_resolution(spec: dict) -> float | None:
     v = (spec.get("controls") or {}).get("p_resolution")
     return None if v is None else float(v)
 
@@ -478,8 +482,9 @@ def run_stats(run_dir: str | Path, **kwargs) -> SignificanceResult:
                                 "(`ablate run SPEC`) or point at the run folder that holds results.parquet.")
     results = pd.read_parquet(path)
     cols = kwargs.get("cols", Columns())
+    spec = _run_spec(run)
     if kwargs.get("p_resolution") is None:
-        kwargs["p_resolution"] = _spec_p_resolution(run)
+        kwargs["p_resolution"] = _spec_p_resolution(spec)
     dt = normalised_drops(results, cols, kwargs.get("min_gap"), seed=kwargs.get("seed", 0))
     curves, pairs = ability_curves(dt), None
     if (run / "head_scores.parquet").exists():
@@ -507,13 +512,8 @@ def run_stats(run_dir: str | Path, **kwargs) -> SignificanceResult:
         out.paths = analyze_paths(pd.read_parquet(run / "paths.parquet"), n_boot=min(kwargs.get("n_boot", 2000), 1000),
                                   seed=kwargs.get("seed", 0))
     out.write(run)
-    if (run / "manifest.json").exists():
-        from .relations import is_relations_spec, write_relations_tables
+    from .relations import is_relations_spec, write_relations_tables
 
-        try:
-            spec = json.loads((run / "manifest.json").read_text()).get("spec", {}) or {}
-        except (OSError, ValueError):
-            spec = {}
-        if is_relations_spec(spec):
-            out.relations = write_relations_tables(run, seed=kwargs.get("seed", 0))
+    if is_relations_spec(spec):
+        out.relations = write_relations_tables(run, spec, seed=kwargs.get("seed", 0))
     return out

@@ -82,14 +82,22 @@ def _excess(step_scores: pd.DataFrame, relation: str, k: int, min_events: int) -
     return top_k_heads(step_scores, k, groups=groups, null="baseline", min_events=min_events).table
 
 
-def relation_ri(scores: pd.DataFrame, *, k: int = 4, min_events: int = 10, alpha: float = 0.05) -> pd.DataFrame:
+def excess_tables(scores: pd.DataFrame, *, k: int = 4, min_events: int = 10) -> dict[int, dict[str, pd.DataFrame]]:
+    """step -> relation -> the top-k rule's per-head table (:func:`_excess`), computed once for all
+    three tables."""
+    return {int(step): {rel: _excess(g, rel, k, min_events) for rel in _relations(g)}
+            for step, g in scores.groupby("step", sort=True)}
+
+
+def relation_ri(scores: pd.DataFrame, *, k: int = 4, min_events: int = 10, alpha: float = 0.05,
+                tables: dict | None = None) -> pd.DataFrame:
     """Per (step, relation): the best head's RI vs its fake-tail baseline and counts (module docstring)."""
     from statsmodels.stats.multitest import multipletests
 
+    tables = excess_tables(scores, k=k, min_events=min_events) if tables is None else tables
     rows = []
     for step, g in scores.groupby("step", sort=True):
-        for rel in _relations(g):
-            t = _excess(g, rel, k, min_events)
+        for rel, t in tables[int(step)].items():
             ok = t[np.isfinite(t["excess"])]
             best = ok.iloc[0] if len(ok) else None
             tp = g[(g["score"] == "sih_test_p") & (g["relation"] == rel)]["value"].dropna()
@@ -128,14 +136,15 @@ def _spearman_perm(x: np.ndarray, y: np.ndarray, n_perm: int, seed: int) -> tupl
 
 
 def head_overlap(scores: pd.DataFrame, *, k: int = 4, min_events: int = 10, n_perm: int = 999,
-                 seed: int = 0) -> pd.DataFrame:
+                 seed: int = 0, tables: dict | None = None) -> pd.DataFrame:
     """Per (step, relation pair): top-k overlap with hypergeometric p; excess Spearman with permutation p."""
     from scipy.stats import hypergeom
 
+    tables = excess_tables(scores, k=k, min_events=min_events) if tables is None else tables
     rows = []
-    for step, g in scores.groupby("step", sort=True):
-        rels = _relations(g)
-        tabs = {r: _excess(g, r, k, min_events).set_index(["layer", "head"]) for r in rels}
+    for step, per_rel in tables.items():
+        rels = list(per_rel)
+        tabs = {r: t.set_index(["layer", "head"]) for r, t in per_rel.items()}
         n = len(next(iter(tabs.values()))) if tabs else 0
         for i, a in enumerate(rels):
             for b in rels[i + 1:]:
@@ -157,13 +166,14 @@ def head_overlap(scores: pd.DataFrame, *, k: int = 4, min_events: int = 10, n_pe
     return pd.DataFrame(rows, columns=OVERLAP_COLUMNS)
 
 
-def multi_relation_heads(scores: pd.DataFrame, *, k: int = 4, min_events: int = 10) -> pd.DataFrame:
+def multi_relation_heads(scores: pd.DataFrame, *, k: int = 4, min_events: int = 10,
+                         tables: dict | None = None) -> pd.DataFrame:
     """Heads in the top-k of two or more relations: step, head, n_relations, relations, excess per relation."""
+    tables = excess_tables(scores, k=k, min_events=min_events) if tables is None else tables
     rows = []
-    for step, g in scores.groupby("step", sort=True):
+    for step, per_rel in tables.items():
         serve: dict[tuple[int, int], dict[str, float]] = {}
-        for rel in _relations(g):
-            t = _excess(g, rel, k, min_events)
+        for rel, t in per_rel.items():
             for r in t[t["selected"]].itertuples():
                 serve.setdefault((int(r.layer), int(r.head)), {})[rel] = round(float(r.excess), 4)
         for (l, h), d in sorted(serve.items()):
@@ -301,11 +311,12 @@ def analyze_relations(scores: pd.DataFrame, head_sets: pd.DataFrame | None = Non
                       results: pd.DataFrame | None = None,
                       *, k: int = 4, min_events: int = 10, n_perm: int = 999, seed: int = 0) -> RelationsResult:
     """The three relation tables (module docstring) from a run's tables."""
-    ri = relation_ri(scores, k=k, min_events=min_events)
+    tables = excess_tables(scores, k=k, min_events=min_events)
     cross = (cross_relation_drops(results, head_sets) if head_sets is not None and results is not None
              else pd.DataFrame())
-    return RelationsResult(ri, head_overlap(scores, k=k, min_events=min_events, n_perm=n_perm, seed=seed),
-                           multi_relation_heads(scores, k=k, min_events=min_events), cross)
+    return RelationsResult(relation_ri(scores, tables=tables),
+                           head_overlap(scores, n_perm=n_perm, seed=seed, tables=tables),
+                           multi_relation_heads(scores, tables=tables), cross)
 
 
 def is_relations_spec(spec: dict) -> bool:
@@ -313,19 +324,15 @@ def is_relations_spec(spec: dict) -> bool:
     return bool((spec.get("scores") or {}).get("kg")) or bool((spec.get("heads") or {}).get("by_relation"))
 
 
-def write_relations_tables(run_dir: str | Path, *, n_perm: int = 999, seed: int = 0) -> RelationsResult | None:
+def write_relations_tables(run_dir: str | Path, spec: dict, *, n_perm: int = 999,
+                           seed: int = 0) -> RelationsResult | None:
     """Read RUN/head_scores.parquet (and head_sets, results), write RUN/tables/relations*; None without scores.
 
-    ``k`` and ``min_events`` are the run spec's ``[heads]`` values (the selection's own settings)."""
+    ``spec`` is the run's spec (its manifest's ``spec``); ``k`` and ``min_events`` are its ``[heads]``
+    values (the selection's own settings)."""
     run = Path(run_dir)
     if not (run / "head_scores.parquet").exists():
         return None
-    spec = {}
-    if (run / "manifest.json").exists():
-        try:
-            spec = json.loads((run / "manifest.json").read_text()).get("spec", {}) or {}
-        except (OSError, ValueError):
-            spec = {}
     h = spec.get("heads") or {}
     hs = pd.read_parquet(run / "head_sets.parquet") if (run / "head_sets.parquet").exists() else None
     results = pd.read_parquet(run / "results.parquet") if (run / "results.parquet").exists() else None

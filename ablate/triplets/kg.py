@@ -42,7 +42,7 @@ from ablate.triplets.relations import WordTriplet
 
 __all__ = ["KGError", "WordNetUnavailableError", "ENTITY_LETTERS", "FUNCTION_WORDS", "KG_TEMPLATES",
            "BUILTIN_KG", "KG_SOURCES", "agenda_word_triplets", "load_agenda", "wordnet_word_triplets",
-           "builtin_word_triplets", "category_word_triplets", "kg_word_triplets", "check_kg_source",
+           "builtin_word_triplets", "category_word_triplets", "kg_word_triplets", "check_kg_sources",
            "tsv_word_triplets", "render"]
 
 #: capital letters used as entity placeholders: A, I, N, S, W, E are skipped.
@@ -165,19 +165,26 @@ def category_word_triplets(*, part: str = "all", max_pairs: int | None = None, s
     return render(pairs, seed=seed)
 
 
-def check_kg_source(source: str) -> str | None:
-    """None when ``source`` is a valid ``[scores] kg`` entry, else what is wrong and how to fix it."""
-    if source in ("wordnet", "builtin", "templates"):
-        return None
-    if source.startswith("tsv:"):
-        p = Path(source[4:]).expanduser()
-        return None if p.is_file() else (f"TSV file {str(p)!r} not found (rows: head<TAB>relation<TAB>tail"
-                                         "<TAB>sentence)")
-    import difflib
+def check_kg_sources(sources: Sequence[str]) -> str | None:
+    """None when ``sources`` is a valid ``[scores] kg`` list, else what is wrong and how to fix it."""
+    named = KG_SOURCES[:-1]  # the sources without a file argument
+    for source in sources:
+        if source in named:
+            continue
+        if source.startswith("tsv:"):
+            p = Path(source[4:]).expanduser()
+            if not p.is_file():
+                return f"TSV file {str(p)!r} not found (rows: head<TAB>relation<TAB>tail<TAB>sentence)"
+            continue
+        import difflib
 
-    close = difflib.get_close_matches(source, ["wordnet", "builtin", "templates"], n=1)
-    return (f"unknown KG source {source!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-            + f"; use {', '.join(KG_SOURCES)}")
+        close = difflib.get_close_matches(source, named, n=1)
+        return (f"unknown KG source {source!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f"; use {', '.join(KG_SOURCES)}")
+    if "wordnet" in sources and "builtin" in sources:
+        return ("kg lists both 'wordnet' and 'builtin': they give the same relation names (builtin is WordNet's "
+                "offline stand-in); keep one")
+    return None
 
 
 def kg_word_triplets(sources: Sequence[str], *, max_pairs: int = 100, seed: int = 0) -> list[WordTriplet]:
@@ -192,13 +199,9 @@ def kg_word_triplets(sources: Sequence[str], *, max_pairs: int = 100, seed: int 
     Raises:
         KGError: an unknown source, both ``wordnet`` and ``builtin``, or a source that yields nothing.
     """
-    for s in sources:
-        bad = check_kg_source(s)
-        if bad:
-            raise KGError(bad)
-    if "wordnet" in sources and "builtin" in sources:
-        raise KGError("kg sources 'wordnet' and 'builtin' both give Hyponym-of and Part-of (builtin is WordNet's "
-                      "offline stand-in); list one of them")
+    bad = check_kg_sources(sources)
+    if bad:
+        raise KGError(bad)
     out: list[WordTriplet] = []
     for s in sources:
         if s == "wordnet":

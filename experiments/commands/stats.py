@@ -91,20 +91,19 @@ def stats_command(run, prereg, basis, alpha, n_boot, no_mixed_model, allow_parti
     by_step, lines = incomplete_steps(root) if has_manifest else ({}, [])
     results = pd.read_parquet(path) if path.exists() else None
     no_ablation = results is None or len(results) == 0 or "condition" not in results.columns
-    any_failed = any(ln.startswith("failed") for ln in lines)
-    if no_ablation and has_manifest and not any_failed and _relations_scores_only(root, seed):
-        return
-    if not no_ablation and not (results["condition"].astype(str) != "clean").any():
-        # ablation cells ran but had nothing to ablate: no head set was non-empty at any checkpoint
-        if has_manifest and not any_failed and _relations_scores_only(root, seed):
+    # ablation cells that ran with nothing to ablate (no head set non-empty at any checkpoint)
+    nothing_ablated = not no_ablation and not (results["condition"].astype(str) != "clean").any()
+    n_failed = sum(ln.startswith("failed") for ln in lines)
+    if (no_ablation or nothing_ablated) and has_manifest and not n_failed and _relations_scores_only(root, seed):
+        if nothing_ablated:
             click.echo("no ablated rows: no head passed the selection rule at any checkpoint (see "
                        f"{run}/head_sets.csv); the relation tables above are from the scores alone", err=True)
-            return
+        return
+    if nothing_ablated:
         raise ValidationError(f"{run} has no ablated rows: no head set was non-empty at any checkpoint (nothing passed "
                               f"the selection rule; see {run}/head_sets.csv). Lower heads.min_events, score more "
                               "sentences ([scores] n_sentences) or name heads with heads.select = \"explicit\"")
     if no_ablation:
-        n_failed = sum(ln.startswith("failed") for ln in lines)
         why = (f"{n_failed} cell(s) failed, first: {next((ln for ln in lines if ln.startswith('failed')), '')[8:]}"
                if n_failed else "its ablation cells have not run (scan / icl folders hold no ablation results)")
         raise ValidationError(f"{run} has no ablation results to analyse ({why}); see `ablate status {run}`, "
@@ -144,9 +143,10 @@ def _relations_scores_only(root: Path, seed: int) -> bool:
     from experiments.store import RunStore
     from stats.relations import is_relations_spec, write_relations_tables
 
-    if not is_relations_spec(RunStore(root).manifest().get("spec", {}) or {}):
+    spec = RunStore(root).manifest().get("spec", {}) or {}
+    if not is_relations_spec(spec):
         return False
-    res = write_relations_tables(root, seed=seed)
+    res = write_relations_tables(root, spec, seed=seed)
     if res is None:
         return False
     click.echo(res.ri.to_string(index=False))
